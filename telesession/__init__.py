@@ -1,0 +1,1 @@
+"""telesession: persistent, typed, race-free sessions for pyTelegramBotAPI bots."""
