@@ -24,11 +24,11 @@ def key_filename(key: str) -> str:
     Lower-case letters, digits, ``_`` and ``-`` are kept; every other character (upper case
     too, so that names stay distinct on case-insensitive file systems; ``.`` and ``/`` too, so
     that no name is ``..`` or holds a separator) becomes ``%XX`` per UTF-8 byte. A name longer
-    than ``_MAX_NAME`` becomes ``~`` and the SHA-256 of the key: ``~`` never appears in an
+    than ``_MAX_NAME`` (or empty) becomes ``~`` and the SHA-256 of the key: ``~`` never appears in an
     escaped name, so the two kinds cannot meet.
     """
     name = "".join(c if _SAFE.fullmatch(c) else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass")) for c in key)
-    if len(name) > _MAX_NAME:
+    if len(name) > _MAX_NAME or not name:  # "" would make ".json", a hidden name
         return _HASHED_PREFIX + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
     return name
 

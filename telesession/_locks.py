@@ -1,0 +1,191 @@
+"""Per-key locks inside one process that cannot outlive the update that took them.
+
+telebot calls ``pre_process`` and ``post_process`` from one function call per update on one
+thread, and skips every ``post_process`` when another middleware cancels the update or raises
+(see REFERENCE.md). A lock released only in ``post_process`` would then stay held forever. So
+each hold is *anchored* to a frame on the holding thread's stack (telebot's dispatch call for
+that update): while the frame is on that thread's stack the update is still running, however
+slow; once it is gone, the update is over and the hold is stale. A watcher thread releases
+stale holds, the cross-process lock included, within ``WATCH_INTERVAL``. This is a liveness
+test, not a timeout: a slow handler keeps its lock as long as it runs.
+
+Entries exist only while a key is held or awaited, so the table does not grow with the
+number of keys ever seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from types import FrameType
+from typing import Callable
+
+from .errors import SessionKeyError
+
+logger = logging.getLogger("telesession")
+
+WATCH_INTERVAL = 0.01
+"""Seconds between two looks for stale holds (only while something is held)."""
+
+
+class Hold:
+    """One update's hold on one key."""
+
+    __slots__ = ("key", "thread_id", "anchor", "on_release", "_table", "_state")
+
+    def __init__(self, table: KeyLocks, key: str, anchor: FrameType):
+        self._table = table
+        self.key = key
+        self.thread_id = threading.get_ident()
+        self.anchor: FrameType | None = anchor
+        # What else to release with this hold (the storage's cross-process lock).
+        self.on_release: Callable[[], None] | None = None
+        self._state = "held"  # -> "releasing" -> "released"
+
+    @property
+    def held(self) -> bool:
+        return self._state == "held"
+
+    def running(self, frames: dict[int, FrameType]) -> bool:
+        """Whether the update that took this hold is still on its thread's stack."""
+        frame = frames.get(self.thread_id)
+        while frame is not None:
+            if frame is self.anchor:
+                return True
+            frame = frame.f_back
+        return False
+
+    def release(self) -> bool:
+        """Release the hold; ``False`` when it was already released (by the watcher)."""
+        return self._table._release(self)
+
+
+class _Entry:
+    __slots__ = ("holder", "waiters", "cond")
+
+    def __init__(self, mutex: threading.Lock):
+        self.holder: Hold | None = None
+        self.waiters = 0
+        self.cond = threading.Condition(mutex)
+
+
+class KeyLocks:
+    """A table of per-key locks; one per storage, so keys of one storage exclude each other."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
+
+    def __len__(self) -> int:
+        """How many keys are held or awaited right now."""
+        return len(self._entries)
+
+    def acquire(self, key: str, anchor: FrameType) -> Hold:
+        """Wait until ``key`` is free and hold it for the update running ``anchor``.
+
+        Raises ``SessionKeyError`` when this same update already holds ``key``: waiting would
+        never end (two middlewares on one storage producing the same key).
+        """
+        hold = Hold(self, key, anchor)
+        with self._mutex:
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = self._entries[key] = _Entry(self._mutex)
+            while entry.holder is not None:
+                holder = entry.holder
+                if holder.thread_id == hold.thread_id and holder.running(sys._current_frames()):
+                    raise SessionKeyError(
+                        f"session key {key!r} is already held by this update: two SessionMiddlewares "
+                        "on one storage produce the same key; give them key functions that differ",
+                        key=key,
+                    )
+                entry.waiters += 1
+                try:
+                    entry.cond.wait()
+                finally:
+                    entry.waiters -= 1
+            entry.holder = hold
+        _watcher.add(hold)
+        return hold
+
+    def _release(self, hold: Hold) -> bool:
+        with self._mutex:
+            if hold._state != "held":
+                return False
+            hold._state = "releasing"
+        # The storage's lock goes first and outside the mutex: it may do I/O.
+        try:
+            if hold.on_release is not None:
+                hold.on_release()
+        except Exception:
+            logger.exception("telesession: releasing the storage lock of session %r failed", hold.key)
+        finally:
+            with self._mutex:
+                hold._state = "released"
+                hold.anchor = None
+                entry = self._entries[hold.key]
+                entry.holder = None
+                if entry.waiters:
+                    entry.cond.notify()
+                else:
+                    del self._entries[hold.key]
+            _watcher.discard(hold)
+        return True
+
+
+class _Watcher:
+    """One daemon thread per process that releases holds whose update has ended."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._holds: set[Hold] = set()
+        self._thread: threading.Thread | None = None
+
+    def add(self, hold: Hold) -> None:
+        with self._cond:
+            self._holds.add(hold)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="telesession-watcher", daemon=True)
+                self._thread.start()
+            elif len(self._holds) == 1:
+                self._cond.notify()
+
+    def discard(self, hold: Hold) -> None:
+        with self._cond:
+            self._holds.discard(hold)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._holds:
+                    self._cond.wait()
+                self._cond.wait(WATCH_INTERVAL)
+                holds = list(self._holds)
+            try:
+                self._release_stale(holds)
+            except Exception:  # the watcher must outlive any surprise, or waiters wait forever
+                logger.exception("telesession: the lock watcher failed; retrying")
+
+    @staticmethod
+    def _release_stale(holds: list[Hold]) -> None:
+        frames = sys._current_frames()
+        stale = [hold for hold in holds if hold.held and not hold.running(frames)]
+        del frames  # frame objects keep every local of every thread alive
+        for hold in stale:
+            if hold.release():
+                logger.warning(
+                    "telesession: an update of session %r ended without post_process (another "
+                    "middleware cancelled it or raised); its lock was released and its changes dropped",
+                    hold.key,
+                )
+
+    def _after_fork(self) -> None:
+        # The thread does not exist in a forked child; holds copied from the parent belong to it.
+        self.__init__()  # type: ignore[misc]
+
+
+_watcher = _Watcher()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_watcher._after_fork)

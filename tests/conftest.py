@@ -1,0 +1,100 @@
+"""Shared fixtures: storages of every kind, bots, and real updates."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import telebot
+from telebot.types import Update
+
+from telesession import FileStorage, MemoryStorage, SessionStorage
+
+# Each kind makes a fresh, empty storage in a test's tmp_path. Kinds whose server is missing
+# skip (or fail under CI) inside their factory.
+STORAGE_KINDS: dict[str, Callable[[Path], SessionStorage]] = {
+    "memory": lambda tmp: MemoryStorage(),
+    "file": lambda tmp: FileStorage(tmp / "sessions"),
+}
+PERSISTENT_KINDS = [kind for kind in STORAGE_KINDS if kind != "memory"]
+
+
+@pytest.fixture(params=list(STORAGE_KINDS))
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionStorage]:
+    store = STORAGE_KINDS[request.param](tmp_path)
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=PERSISTENT_KINDS)
+def persistent_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def make_bot(threaded: bool = False, num_threads: int = 4) -> telebot.TeleBot:
+    """A real TeleBot that never talks to the network (no handler here sends anything)."""
+    return telebot.TeleBot("123:TEST", threaded=threaded, num_threads=num_threads, use_class_middlewares=True)
+
+
+_ids = itertools.count(1)
+_id_lock = threading.Lock()
+
+
+def _next_id() -> int:
+    with _id_lock:
+        return next(_ids)
+
+
+def user(uid: int = 42) -> dict[str, Any]:
+    return {"id": uid, "is_bot": False, "first_name": f"user{uid}"}
+
+
+def chat(cid: int = 42, kind: str = "private") -> dict[str, Any]:
+    return {"id": cid, "type": kind, **({"title": f"chat{cid}"} if kind != "private" else {"first_name": "u"})}
+
+
+def message(text: str = "hi", chat_id: int = 42, user_id: int | None = 42, kind: str = "private", **extra: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"message_id": _next_id(), "date": 1764000000, "chat": chat(chat_id, kind), "text": text, **extra}
+    if user_id is not None:
+        data["from"] = user(user_id)
+    if text.startswith("/"):
+        data["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+    return data
+
+
+def update(**fields: Any) -> Update:
+    """A real telebot Update built by ``Update.de_json`` from Bot API fields."""
+    return Update.de_json({"update_id": _next_id(), **fields})
+
+
+def text_update(text: str = "hi", chat_id: int = 42, user_id: int | None = 42, kind: str = "private", **extra: Any) -> Update:
+    return update(message=message(text, chat_id, user_id, kind, **extra))
+
+
+class Counter:
+    """Counts finished updates so a test can wait for a threaded bot without sleeping."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.value = 0
+
+    def add(self) -> None:
+        with self._cond:
+            self.value += 1
+            self._cond.notify_all()
+
+    def wait(self, n: int, timeout: float = 30.0) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.value >= n, timeout):
+                raise AssertionError(f"waited {timeout}s for {n} updates, {self.value} finished")
+
+
+@pytest.fixture
+def log_errors(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.WARNING, logger="telesession")
+    return caplog
