@@ -19,6 +19,8 @@ import logging
 import os
 import sys
 import threading
+import time
+import weakref
 from types import FrameType
 from typing import Callable
 
@@ -41,7 +43,7 @@ class Hold:
         self.thread_id = threading.get_ident()
         self.anchor: FrameType | None = anchor
         # What else to release with this hold (the storage's cross-process lock).
-        self.on_release: Callable[[], None] | None = None
+        self.on_release: Callable[[], object] | None = None
         self._state = "held"  # -> "releasing" -> "released"
 
     @property
@@ -65,10 +67,10 @@ class Hold:
 class _Entry:
     __slots__ = ("holder", "waiters", "cond")
 
-    def __init__(self, mutex: threading.Lock):
+    def __init__(self) -> None:
         self.holder: Hold | None = None
         self.waiters = 0
-        self.cond = threading.Condition(mutex)
+        self.cond: threading.Condition | None = None  # made by the first waiter: most keys never have one
 
 
 class KeyLocks:
@@ -77,6 +79,7 @@ class KeyLocks:
     def __init__(self) -> None:
         self._mutex = threading.Lock()
         self._entries: dict[str, _Entry] = {}
+        _watcher.tables.add(self)
 
     def __len__(self) -> int:
         """How many keys are held or awaited right now."""
@@ -92,7 +95,7 @@ class KeyLocks:
         with self._mutex:
             entry = self._entries.get(key)
             if entry is None:
-                entry = self._entries[key] = _Entry(self._mutex)
+                entry = self._entries[key] = _Entry()
             while entry.holder is not None:
                 holder = entry.holder
                 if holder.thread_id == hold.thread_id and holder.running(sys._current_frames()):
@@ -101,14 +104,22 @@ class KeyLocks:
                         "on one storage produce the same key; give them key functions that differ",
                         key=key,
                     )
+                if entry.cond is None:
+                    entry.cond = threading.Condition(self._mutex)
                 entry.waiters += 1
                 try:
                     entry.cond.wait()
                 finally:
                     entry.waiters -= 1
             entry.holder = hold
-        _watcher.add(hold)
+        if _watcher.idle:
+            _watcher.wake()
         return hold
+
+    def holds(self) -> list[Hold]:
+        """The holds taken right now."""
+        with self._mutex:
+            return [entry.holder for entry in self._entries.values() if entry.holder is not None]
 
     def _release(self, hold: Hold) -> bool:
         with self._mutex:
@@ -128,45 +139,57 @@ class KeyLocks:
                 entry = self._entries[hold.key]
                 entry.holder = None
                 if entry.waiters:
+                    assert entry.cond is not None
                     entry.cond.notify()
                 else:
                     del self._entries[hold.key]
-            _watcher.discard(hold)
         return True
 
 
 class _Watcher:
-    """One daemon thread per process that releases holds whose update has ended."""
+    """One daemon thread per process that releases holds whose update has ended.
+
+    It looks every ``WATCH_INTERVAL`` while any table holds a key and sleeps otherwise. Taking
+    a hold costs it one attribute read: ``idle`` is set before the last look for holds, and a
+    hold is entered in its table before ``idle`` is read, so one of the two always sees the other.
+    """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._holds: set[Hold] = set()
+        self.tables: weakref.WeakSet[KeyLocks] = weakref.WeakSet()
+        self.idle = True
+        self._wakeup = threading.Event()
+        self._start = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def add(self, hold: Hold) -> None:
-        with self._cond:
-            self._holds.add(hold)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="telesession-watcher", daemon=True)
-                self._thread.start()
-            elif len(self._holds) == 1:
-                self._cond.notify()
+    def wake(self) -> None:
+        self.idle = False
+        if self._thread is None:
+            with self._start:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="telesession-watcher", daemon=True)
+                    self._thread.start()
+        self._wakeup.set()
 
-    def discard(self, hold: Hold) -> None:
-        with self._cond:
-            self._holds.discard(hold)
+    def _holds(self) -> list[Hold]:
+        return [hold for table in list(self.tables) for hold in table.holds()]
 
     def _run(self) -> None:
         while True:
-            with self._cond:
-                while not self._holds:
-                    self._cond.wait()
-                self._cond.wait(WATCH_INTERVAL)
-                holds = list(self._holds)
-            try:
-                self._release_stale(holds)
-            except Exception:  # the watcher must outlive any surprise, or waiters wait forever
-                logger.exception("telesession: the lock watcher failed; retrying")
+            self._wakeup.wait()
+            self._wakeup.clear()
+            while True:
+                time.sleep(WATCH_INTERVAL)
+                holds = self._holds()
+                if not holds:
+                    self.idle = True
+                    if not self._holds():
+                        break
+                    self.idle = False
+                    continue
+                try:
+                    self._release_stale(holds)
+                except Exception:  # the watcher must outlive any surprise, or waiters wait forever
+                    logger.exception("telesession: the lock watcher failed; retrying")
 
     @staticmethod
     def _release_stale(holds: list[Hold]) -> None:
@@ -182,8 +205,16 @@ class _Watcher:
                 )
 
     def _after_fork(self) -> None:
-        # The thread does not exist in a forked child; holds copied from the parent belong to it.
-        self.__init__()  # type: ignore[misc]
+        # In a forked child the watcher thread is gone, and every hold belongs to the parent's
+        # updates: forget them without releasing anything (releasing an inherited file lock
+        # would unlock the parent's), and replace mutexes another thread may have held.
+        for table in list(self.tables):
+            table._mutex = threading.Lock()
+            table._entries = {}
+        self._thread = None
+        self._start = threading.Lock()
+        self._wakeup = threading.Event()
+        self.idle = True
 
 
 _watcher = _Watcher()

@@ -97,7 +97,7 @@ class SessionMiddleware(BaseMiddleware, Generic[S]):
         get_session_key: KeyFunction = per_chat,
         attr: str = "session",
     ):
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         if storage is None:
             logger.warning("telesession: no storage given, using MemoryStorage: sessions are lost when the bot restarts")
             storage = MemoryStorage()
