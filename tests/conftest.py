@@ -14,12 +14,25 @@ import telebot
 from telebot.types import Update
 
 from telesession import FileStorage, MemoryStorage, SessionStorage
+from telesession.storage.sqlite import SQLiteStorage
 
-# Each kind makes a fresh, empty storage in a test's tmp_path. Kinds whose server is missing
-# skip (or fail under CI) inside their factory.
+from .redis_server import make_redis_storage
+
+
+def _redis(tmp: Path) -> SessionStorage:
+    # One shared server (started on first use); each storage gets a prefix of its own, derived
+    # from tmp so that the processes of one test agree on it. Skips, or fails under CI,
+    # without redis-server.
+    return make_redis_storage(prefix=f"t:{tmp.name}:")
+
+
+# Each kind makes a fresh, empty storage in a test's tmp_path; called again with the same
+# tmp_path (in another process too), it opens the same sessions.
 STORAGE_KINDS: dict[str, Callable[[Path], SessionStorage]] = {
     "memory": lambda tmp: MemoryStorage(),
     "file": lambda tmp: FileStorage(tmp / "sessions"),
+    "sqlite": lambda tmp: SQLiteStorage(tmp / "sessions.db"),
+    "redis": _redis,
 }
 PERSISTENT_KINDS = [kind for kind in STORAGE_KINDS if kind != "memory"]
 

@@ -101,7 +101,8 @@ KILLED_HOLDER = """
 import sys, time
 from telesession import FileStorage
 storage = FileStorage(sys.argv[1])
-storage.lock("k").__enter__()
+held = storage.lock("k")  # kept referenced: a collected lock object releases itself
+held.__enter__()
 print("locked", flush=True)
 time.sleep(60)
 """
@@ -109,14 +110,13 @@ time.sleep(60)
 
 def test_a_killed_process_never_leaves_a_key_locked(tmp_path: Path) -> None:
     """The OS frees the lock of a process killed while holding it."""
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
-    storage = FileStorage(tmp_path)
-    lock = storage._locks.lock("k")
-    with pytest.raises(TimeoutError):
-        lock.acquire(timeout=0.2)  # type: ignore[attr-defined]
-    proc.kill()
-    proc.wait()
+    with subprocess.Popen([sys.executable, "-c", KILLED_HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        storage = FileStorage(tmp_path)
+        lock = storage._locks.lock("k")
+        with pytest.raises(TimeoutError):
+            lock.acquire(timeout=0.2)  # type: ignore[attr-defined]
+        proc.kill()
     lock.acquire(timeout=5)  # type: ignore[attr-defined]
     lock.release()  # type: ignore[attr-defined]
 

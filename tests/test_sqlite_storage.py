@@ -1,0 +1,274 @@
+"""SQLiteStorage quirks: WAL, bad files, permissions, processes, killed holders, odd keys."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sqlite3
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from telesession.errors import CorruptRecordError, StorageError
+from telesession.storage.sqlite import SQLiteStorage
+
+SPAWN = multiprocessing.get_context("spawn")
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "sessions.db"
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[SQLiteStorage]:
+    storage = SQLiteStorage(db)
+    yield storage
+    storage.close()
+
+
+def as_unprivileged(action: Callable[[], str]) -> str:
+    """Run ``action`` without root's power to ignore file modes: in a forked child as nobody, if we are root."""
+    if os.geteuid() != 0:
+        return action()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            result = action()
+        except BaseException as e:
+            result = f"child failed: {e!r}"
+        os.write(write_end, result.encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        result = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return result
+
+
+@pytest.fixture
+def world_dir() -> Iterator[Path]:
+    """A directory that nobody can reach (tmp_path's parents are private to root)."""
+    with tempfile.TemporaryDirectory() as name:
+        os.chmod(name, 0o777)
+        yield Path(name)
+
+
+def open_error(path: Path) -> str:
+    try:
+        SQLiteStorage(path).close()
+    except StorageError as e:
+        return f"{type(e).__name__}|{e.location}|{e}"
+    return "opened"
+
+
+def test_wal_is_on(store: SQLiteStorage, db: Path) -> None:
+    """The database runs in WAL mode (readers never block the writer)."""
+    store.set("k", {"v": 1})
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    conn.close()
+
+
+def test_lookups_use_the_primary_key(store: SQLiteStorage, db: Path) -> None:
+    """Reads and writes search the primary key, so they cost the same with a million rows."""
+    conn = sqlite3.connect(db)
+    for sql in ("SELECT value FROM sessions WHERE key = ?", "DELETE FROM sessions WHERE key = ?"):
+        plan = " ".join(str(row) for row in conn.execute("EXPLAIN QUERY PLAN " + sql, (b"k",)))
+        assert "SEARCH" in plan and "PRIMARY KEY" in plan, plan
+    conn.close()
+
+
+def test_not_a_database_is_refused_at_construction(db: Path) -> None:
+    """A file that is not SQLite raises StorageError naming the path, and is left as it was."""
+    content = b"just some notes, certainly not a database\n" * 20
+    db.write_bytes(content)
+    with pytest.raises(StorageError, match="not a database") as info:
+        SQLiteStorage(db)
+    assert str(db) in str(info.value) and info.value.location == str(db)
+    assert isinstance(info.value.original_error, sqlite3.DatabaseError)
+    assert db.read_bytes() == content
+
+
+def test_read_only_file_is_refused_at_construction(world_dir: Path) -> None:
+    """A database this process cannot write raises StorageError naming it, not a failure on first save."""
+    db = world_dir / "ro.db"
+    SQLiteStorage(db).close()
+    db.chmod(0o444)
+    kind, location, message = as_unprivileged(lambda: open_error(db)).split("|", 2)
+    assert kind == "StorageError" and location == str(db)
+    assert "readonly" in message and str(db) in message
+
+
+def test_read_only_directory_is_refused_at_construction(world_dir: Path) -> None:
+    """A new database in a directory this process cannot write raises StorageError naming it."""
+    locked = world_dir / "locked"
+    locked.mkdir(mode=0o555)
+    db = locked / "new.db"
+    kind, location, message = as_unprivileged(lambda: open_error(db)).split("|", 2)
+    assert kind == "StorageError" and location == str(db) and str(db) in message
+
+
+def test_odd_keys_round_trip(store: SQLiteStorage) -> None:
+    """Keys with NUL, emoji, path pieces, 400 characters or a lone surrogate stay distinct, listable and lockable."""
+    keys = ["", "\x00", "a\x00b", "🙂", "../x", "/etc/passwd", "k" * 400, "Case", "case", "\ud800", "%00"]
+    for i, key in enumerate(keys):
+        store.set(key, {"i": i})
+        with store.lock(key):
+            pass
+    assert [store.get(key) for key in keys] == [{"i": i} for i in range(len(keys))]
+    assert sorted(store.keys()) == sorted(keys)
+    store.delete("\x00")
+    assert store.get("\x00") is None and store.get("a\x00b") == {"i": 2}
+
+
+def test_keys_are_listed_page_by_page(store: SQLiteStorage) -> None:
+    """keys() reads in pages of 1000 and still returns each key exactly once."""
+    for i in range(2500):
+        store.set(f"chat:{i}", {"i": i})
+    listed = list(store.keys())
+    assert len(listed) == 2500 and set(listed) == {f"chat:{i}" for i in range(2500)}
+
+
+def test_corrupt_row_is_reported_and_left_alone(store: SQLiteStorage, db: Path) -> None:
+    """A row that is not JSON raises CorruptRecordError naming key and path; the row stays."""
+    store.set("bad", {"v": 1})
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE sessions SET value = ? WHERE key = ?", (b"{not json", b"bad"))
+    conn.close()
+    with pytest.raises(CorruptRecordError, match="'bad'") as info:
+        store.get("bad")
+    assert info.value.location == str(db) and str(db) in str(info.value)
+    assert store.has("bad")
+    assert sqlite3.connect(db).execute("SELECT value FROM sessions").fetchone() == (b"{not json",)
+
+
+def test_tables_and_reopening(db: Path) -> None:
+    """Data outlives the storage object; two tables in one file are separate; bad table names are refused."""
+    with SQLiteStorage(db) as first, SQLiteStorage(db, table="other") as other:
+        first.set("k", {"v": 1})
+        other.set("k", {"v": 2})
+        other.clear()
+    with SQLiteStorage(db) as again:
+        assert again.get("k") == {"v": 1}
+    with pytest.raises(ValueError, match="identifier"):
+        SQLiteStorage(db, table='x"; DROP TABLE sessions; --')
+
+
+def test_closed_storage_raises_storage_error(db: Path) -> None:
+    """Using a closed storage is a StorageError, not a raw sqlite3 error."""
+    storage = SQLiteStorage(db)
+    storage.close()
+    with pytest.raises(StorageError, match="'k'"):
+        storage.get("k")
+
+
+def test_lock_released_from_another_thread(store: SQLiteStorage) -> None:
+    """__exit__ may run on another thread than __enter__ (telebot skips post_process)."""
+    hold = store.lock("k")
+    hold.__enter__()
+    finisher = threading.Thread(target=hold.__exit__, args=(None, None, None))
+    finisher.start()
+    finisher.join(5)
+    with store.lock("k"):
+        pass
+
+
+def _increment(path: str, key: str, times: int) -> None:
+    storage = SQLiteStorage(path)
+    for _ in range(times):
+        with storage.lock(key):
+            value = storage.get(key) or {"n": 0}
+            value["n"] += 1
+            storage.set(key, value)
+    storage.close()
+
+
+def test_processes_lose_no_increment(db: Path) -> None:
+    """4 processes x 100 locked read-modify-writes of one key: exactly 400."""
+    workers = [SPAWN.Process(target=_increment, args=(str(db), "counter", 100)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    with SQLiteStorage(db) as storage:
+        assert storage.get("counter") == {"n": 400}
+
+
+def _write_many(path: str, worker: int, count: int) -> None:
+    with SQLiteStorage(path) as storage:
+        for i in range(count):
+            storage.set(f"{worker}:{i}", {"i": i})
+
+
+def test_concurrent_writers_wait_instead_of_failing(db: Path) -> None:
+    """4 processes saving at once, no lock: the busy timeout queues them, nothing fails or goes missing."""
+    workers = [SPAWN.Process(target=_write_many, args=(str(db), n, 300)) for n in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    with SQLiteStorage(db) as storage:
+        assert len(list(storage.keys())) == 1200
+
+
+def _hold_forever(path: str, ready: Any) -> None:
+    storage = SQLiteStorage(path)
+    hold = storage.lock("k")  # keep a reference: a collected hold would release itself
+    hold.__enter__()
+    ready.set()
+    time.sleep(60)
+
+
+def test_lock_of_killed_process_is_freed(store: SQLiteStorage, db: Path) -> None:
+    """A holder killed with SIGKILL leaves the key free: the OS drops its lock file lock."""
+    ready = SPAWN.Event()
+    child = SPAWN.Process(target=_hold_forever, args=(str(db), ready))
+    child.start()
+    assert ready.wait(30)
+    waiting = threading.Event()
+    entered = threading.Event()
+
+    def contend() -> None:
+        waiting.set()
+        with store.lock("k"):
+            entered.set()
+
+    thread = threading.Thread(target=contend, daemon=True)
+    thread.start()
+    waiting.wait(5)
+    assert not entered.wait(0.3), "the live holder should keep the key"
+    os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    child.join()
+    assert entered.wait(5)
+    thread.join(5)
+
+
+def _set_in_child(storage: SQLiteStorage) -> None:
+    storage.set("from-child", {"pid": os.getpid()})
+
+
+def test_storage_survives_fork(store: SQLiteStorage) -> None:
+    """A storage made before fork() works in the child: it opens its own connection."""
+    store.set("k", {"v": 1})
+    child = multiprocessing.get_context("fork").Process(target=_set_in_child, args=(store,))
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about fork() while other tests' threads live; fork is the point here.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert store.get("from-child") == {"pid": child.pid}
+    assert store.get("k") == {"v": 1}
