@@ -1,0 +1,564 @@
+"""Dataclass <-> JSON-ready value, in exactly dataclasses-json's stored format, but fast.
+
+``codec_for(cls)`` reads the type hints and dataclasses-json configuration of ``cls`` once and
+builds a plan: one small converter per field, then one straight-line function per direction
+(``_compile``). Encoding is driven by the values, as dataclasses-json's is: a converter checks
+that a value has the type its hint promised and otherwise hands it to ``_walk``, which redoes
+``_asdict`` + ``json.dumps(cls=_ExtendedEncoder)`` value by value. Decoding mirrors
+``_decode_dataclass`` branch by branch, deciding edge cases with dataclasses-json's own helpers.
+Fixed-length tuples, Unions of several types, Counter, generic dataclasses (those fields), and
+``undefined=...`` classes or two fields under one key (the whole class) go to dataclasses-json.
+The fast paths name no fields: on any failure the slow path runs again to say where it failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import itertools
+import json
+import threading
+import time
+import types
+import typing
+from collections import abc
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone, tzinfo
+from decimal import Decimal
+from enum import Enum
+from typing import Any, Generic, TypeVar, Union
+from uuid import UUID
+
+from dataclasses_json import cfg
+from dataclasses_json import core as _dcj_core
+from dataclasses_json import utils as _dcj_utils
+
+from .errors import DecodeError, EncodeError
+
+__all__ = ["Codec", "JSONValue", "codec_for"]
+
+T = TypeVar("T")
+JSONValue = Union[dict[str, Any], list[Any], str, int, float, bool, None]
+Fn = Callable[[Any], Any]
+# dataclasses-json's own helpers, so that every edge case is decided as there (untyped).
+dcj: Any = _dcj_core
+dcj_utils: Any = _dcj_utils
+_MISSING: Any = object()
+_PLAIN = frozenset({str, int, float, bool, type(None)})  # stored exactly as they are
+_SEQUENCES = frozenset({list, tuple, set, frozenset})  # what _asdict turns into a list
+_SEQUENCE_HINTS = {list, tuple, set, frozenset, abc.Collection, abc.Sequence, abc.MutableSequence, abc.Set, abc.MutableSet}
+
+
+class _Never:
+    """A type no value has: the "keep as is" type of a converter that always runs."""
+
+
+class _Trail(Exception):
+    """An error on its way up to ``encode``/``decode``, collecting where it happened."""
+
+    def __init__(self, reason: str, error: BaseException | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.error, self.segments = reason, error, list[str]()
+
+    @property
+    def path(self) -> str:
+        return "".join(reversed(self.segments)).lstrip(".")
+
+
+def _trail(error: BaseException, segment: str) -> _Trail:
+    trail = error if isinstance(error, _Trail) else _Trail(f"{type(error).__name__}: {error}", error)
+    if segment:
+        trail.segments.append(segment)
+    return trail
+
+
+def _copy(value: Any) -> Any:
+    """A copy of a JSON value that shares no list or dict with it."""
+    if type(value) is list:
+        return [_copy(x) for x in value]
+    if type(value) is dict:
+        return {k: _copy(x) for k, x in value.items()}
+    return value
+
+
+# -- encoding -------------------------------------------------------------------------------
+
+
+def _walk(v: Any) -> Any:
+    """What dataclasses-json stores for ``v``: its ``_asdict`` step, then the JSON step."""
+    t = type(v)
+    encoders = cfg.global_config.encoders
+    if t in _PLAIN and t not in encoders:
+        return v
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return codec_for(t)._encode_slow(v)
+    if isinstance(v, abc.Mapping):
+        return _each_pair(v, _walk_key, _walk)
+    if isinstance(v, abc.Collection) and not isinstance(v, (str, bytes, Enum)):
+        return _each(v, _walk)
+    return _jsonify(encoders[t](v) if t in encoders else v)
+
+
+def _jsonify(o: Any) -> Any:
+    """What ``json.loads(json.dumps(o, cls=_ExtendedEncoder))`` gives, without the text between."""
+    if o is None or o is True or o is False:
+        return o
+    if isinstance(o, str):  # subclasses (str enums) are written as their text, like json does
+        return str.__str__(o)
+    if isinstance(o, int):
+        return int.__index__(o)
+    if isinstance(o, float):  # NaN and inf stay: orjson writes them as null, json as NaN/Infinity
+        return float.__float__(o)
+    if isinstance(o, (list, tuple)):
+        return _each(o, _jsonify)
+    if isinstance(o, dict):
+        return _each_pair(o, _json_key, _jsonify)
+    # From here on: _ExtendedEncoder.default, in its order.
+    if isinstance(o, abc.Collection):
+        return _jsonify(dict(o) if isinstance(o, abc.Mapping) else list(o))
+    if isinstance(o, datetime):
+        return o.timestamp()
+    if isinstance(o, UUID):
+        return str(o)
+    if isinstance(o, Enum):
+        return _jsonify(o.value)
+    if isinstance(o, Decimal):
+        return str(o)
+    raise _Trail(f"a value of type {type(o).__qualname__} is not JSON-serializable (nor for dataclasses-json)")
+
+
+def _json_key(k: Any) -> str:
+    """A dict key as json.dumps writes it; the same keys fail."""
+    if isinstance(k, str):
+        return str.__str__(k)
+    if isinstance(k, float):
+        return json.dumps(float.__float__(k))
+    if k is None or k is True or k is False:
+        return json.dumps(k)
+    if isinstance(k, int):
+        return int.__repr__(k)
+    raise _Trail(f"a key of type {type(k).__qualname__} can't be a JSON object key (only str, int, float, bool, None)")
+
+
+def _walk_key(k: Any) -> str:
+    """A dict key as dataclasses-json stores it: a global encoder for its type, then json's rules."""
+    encoder = cfg.global_config.encoders.get(type(k))
+    return _json_key(k if encoder is None else encoder(k))
+
+
+def _each(items: abc.Iterable[Any], fn: Fn) -> list[Any]:
+    out = []
+    for i, x in enumerate(items):
+        try:
+            out.append(fn(x))
+        except Exception as e:
+            raise _trail(e, f"[{i}]")
+    return out
+
+
+def _each_pair(mapping: abc.Mapping[Any, Any], key: Fn, fn: Fn) -> dict[str, Any]:
+    out = {}
+    for k, x in mapping.items():
+        try:
+            out[key(k)] = fn(x)
+        except Exception as e:
+            raise _trail(e, f"[{k!r}]")
+    return out
+
+
+def _encoder(tp: Any) -> tuple[Any, Fn]:
+    """``(exact, fn)`` for a hint: a value of type ``exact`` is stored as is, ``fn(v) == _walk(v)``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if _registered(tp, cfg.global_config.encoders) or type(None) in cfg.global_config.encoders:
+        return _Never, _walk
+    if tp in (str, int, float, bool):
+        return tp, _walk
+    if tp in (datetime, UUID, Decimal):
+        conv: Fn = datetime.timestamp if tp is datetime else str
+        return _Never, lambda v: conv(v) if type(v) is tp else _walk(v)
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        stored: dict[Any, Any] | None = None
+        try:
+            stored = {member: _walk(member) for member in tp}
+        except Exception:
+            pass  # a member that can't be stored fails when (if) it is encoded
+        if stored is not None and all(type(s) in _PLAIN for s in stored.values()):  # no shared lists
+            return _Never, lambda v: stored[v] if type(v) is tp else _walk(v)
+    elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        nested = codec_for(tp)._encode
+        return _Never, lambda v: nested(v) if type(v) is tp else _walk(v)
+    elif origin in (Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        exact, inner = _encoder(args[1] if args[0] is type(None) else args[0])
+        return exact, lambda v: None if v is None else inner(v)
+    elif (origin or tp) in _SEQUENCE_HINTS:
+        ex, fn = _encoder(args[0] if len(args) == 1 or args[1:] == (...,) else Any)
+        return _Never, lambda v: [x if type(x) is ex else fn(x) for x in v] if type(v) in _SEQUENCES else _walk(v)
+    elif (origin or tp) in (dict, abc.Mapping, abc.MutableMapping):
+        ex, fn = _encoder(args[1] if args else Any)
+        kx = _Never if str in cfg.global_config.encoders else str
+        return _Never, lambda v: (
+            {(k if type(k) is kx else _walk_key(k)): (x if type(x) is ex else fn(x)) for k, x in v.items()}
+            if type(v) is dict
+            else _walk(v)
+        )
+    return _Never, _walk
+
+
+def _registered(tp: Any, table: dict[Any, Any]) -> bool:
+    try:
+        return tp in table
+    except TypeError:  # an unhashable hint
+        return False
+
+
+# -- decoding -------------------------------------------------------------------------------
+
+
+def _decoder(tp: Any, nested: bool) -> tuple[Any, Fn]:
+    """``(exact, fn)`` for a hint: data of type ``exact`` is kept as is, else ``fn(data)``.
+
+    ``nested``: dataclasses-json's ``_decode_type`` (list items, dict values, Optional's inside),
+    which checks global decoders first and turns None into None only for generic hints; else its
+    per-field branch, which never sees None.
+    """
+    if nested and _registered(tp, cfg.global_config.decoders):
+        decode = cfg.global_config.decoders[tp]
+        return _Never, lambda v: decode(_copy(v))
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _Never, codec_for(tp)._decode
+    if dcj._is_supported_generic(tp) and tp is not str:
+        return _generic_decoder(tp)
+    # dataclasses-json's _support_extended_types; whatever is none of these is kept as it is.
+    if dcj_utils._issubclass_safe(tp, datetime):
+        return _Never, lambda v: v if isinstance(v, datetime) else datetime.fromtimestamp(v, tz=_local_tz())
+    for special in (Decimal, UUID):
+        if dcj_utils._issubclass_safe(tp, special):
+            return _Never, lambda v, s=special: v if isinstance(v, s) else s(v)
+    if dcj_utils._issubclass_safe(tp, (int, float, str, bool)):  # "5" becomes 5 in an int field
+        return (tp if tp in (int, float, str, bool) else _Never), lambda v: v if isinstance(v, tp) else tp(v)
+    return _Never, _copy
+
+
+def _generic_decoder(tp: Any) -> tuple[Any, Fn]:
+    """dataclasses-json's ``_decode_generic``: None stays None, a new container every call."""
+    fallback: Fn = lambda v: dcj._decode_generic(tp, _copy(v), False)  # noqa: E731
+    if dcj_utils._issubclass_safe(tp, Enum):
+        members = getattr(tp, "_value2member_map_", {})  # where Enum's own lookup starts; 10x faster
+
+        def decode_enum(v: Any) -> Any:
+            member = members.get(v, _MISSING) if type(v) in _PLAIN and v is not None else _MISSING
+            return member if member is not _MISSING else None if v is None else tp(v)
+
+        return _Never, decode_enum
+    if dcj_utils._is_collection(tp):
+        make = getattr(tp, "__origin__", tp)  # what dataclasses-json calls on the list of items
+        make = getattr(dcj, "collections_abc_type_to_implementation_type", {}).get(make, make)  # >= 0.6.5
+        if dcj_utils._is_counter(tp):
+            return _Never, fallback
+        if dcj_utils._is_mapping(tp):
+            k_type, v_type = dcj_utils._get_type_args(tp, (Any, Any))
+            if make is not dict or typing.get_origin(k_type) is tuple:
+                return _Never, fallback
+            vx, vf = _decoder(v_type, nested=True)
+            key: Fn
+            if k_type is None or k_type is Any or isinstance(k_type, TypeVar):
+                kx, key = str, _copy  # JSON keys are str; the rest is kept as is
+            else:  # dataclasses-json decodes a key, then calls its type on it: int("1"), Color("red")
+                kx, kf = _decoder(k_type, nested=True)
+                key = lambda k: k_type(kf(k))  # noqa: E731
+
+            def decode_mapping(v: Any) -> Any:
+                if v is None:
+                    return None
+                try:
+                    return {(k if type(k) is kx else key(k)): x if type(x) is vx else vf(x) for k, x in v.items()}
+                except Exception as e:
+                    raise _locate(e, v, vf, key) from None
+
+            return _Never, decode_mapping
+        args = dcj_utils._get_type_args(tp)
+        if dcj_utils._is_tuple(tp) and args and Ellipsis not in args:
+            return _Never, fallback  # fixed-length tuples: dataclasses-json checks the length
+        item = dcj_utils._get_type_arg_param(tp, 0)
+        ix, ifn = (_Never, _copy) if item is dcj_utils._NO_ARGS else _decoder(item, nested=True)
+
+        def decode_items(v: Any) -> Any:
+            if v is None:
+                return None
+            try:  # like dataclasses-json, iterates whatever it gets: a str gives its characters
+                items = [x if type(x) is ix else ifn(x) for x in v]
+                return items if make is list else make(items)
+            except Exception as e:
+                raise _locate(e, v, ifn) from None
+
+        return _Never, decode_items
+    args = dcj_utils._get_type_args(tp)
+    if args is dcj_utils._NO_ARGS:  # Any
+        return _Never, _copy
+    if dcj_utils._is_optional(tp) and len(args) == 2:  # dataclasses-json decodes as its FIRST argument
+        exact, inner = _decoder(dcj_utils._get_type_arg_param(tp, 0), nested=True)
+        return exact, lambda v: None if v is None else inner(v)
+    return _Never, fallback  # other Unions, generic dataclasses
+
+
+def _locate(error: Exception, v: Any, fn: Fn, key: Fn | None = None) -> _Trail:
+    """Name the item that made a comprehension fail by decoding again one item at a time."""
+    try:
+        for k, x in v.items() if key else enumerate(v):
+            try:
+                if key:
+                    key(k)
+                fn(x)
+            except Exception as e:
+                return _trail(e, f"[{k!r}]")
+    except Exception:
+        pass  # not iterable at all: the field itself is wrong
+    return _trail(error, "")
+
+
+_zones: dict[tuple[int, str], tzinfo] = {}
+
+
+def _local_tz() -> tzinfo:
+    """The zone dataclasses-json gives decoded datetimes: the local offset in force NOW (not at
+    the timestamp), as ``datetime.now(timezone.utc).astimezone().tzinfo`` builds it, but cached."""
+    now = time.localtime()
+    zone = _zones.get((now.tm_gmtoff, now.tm_zone))
+    if zone is None:
+        zone = _zones[now.tm_gmtoff, now.tm_zone] = timezone(timedelta(seconds=now.tm_gmtoff), now.tm_zone)
+    return zone
+
+
+# -- the codec ------------------------------------------------------------------------------
+
+
+def _field_encoder(tp: Any, encoder: Fn | None, exclude: Fn | None) -> tuple[Any, Fn, Fn | None]:
+    """``(exact, fn, exclude)`` of a field, with its ``config(encoder=..., exclude=...)``."""
+    if exclude is not None and encoder is None:  # the predicate sees the _asdict form
+        predicate = exclude
+        exclude = lambda v: predicate(v if type(v) in _PLAIN else dcj._asdict(v))  # noqa: E731
+    if encoder is not None:
+        custom = encoder
+        return _Never, lambda v: _jsonify(custom(v)), exclude
+    return (*_encoder(tp), exclude)
+
+
+def _field_decoder(tp: Any, decoder: Fn | None) -> tuple[Any, Fn]:
+    """``(exact, fn)`` of a field, with its ``config(decoder=...)``; fn never sees None."""
+    while dcj_utils._is_new_type(tp):  # NewType is a function before Python 3.10
+        tp = tp.__supertype__
+    if decoder is None:
+        return _decoder(tp, nested=False)
+    custom = decoder  # dataclasses-json skips the decoder when the type already fits
+    return _Never, lambda v: v if type(v) is tp else custom(_copy(v))
+
+
+def _positional_parameters(cls: type) -> list[str]:
+    """The leading positional parameters of ``cls.__init__``: passing those by position halves
+    the cost of the call. A custom __init__ gets them only where its names match the fields."""
+    try:
+        parameters = list(inspect.signature(getattr(cls, "__init__")).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in itertools.takewhile(lambda p: p.kind is p.POSITIONAL_OR_KEYWORD, parameters)]
+
+
+def _absent() -> Any:
+    raise LookupError("a field is absent")  # compiled decoders: let the loop handle it
+
+
+class Codec(Generic[T]):
+    """Encodes and decodes one dataclass in dataclasses-json's format; get it from ``codec_for``."""
+
+    def __init__(self, cls: type[T]) -> None:
+        self.cls = cls
+        # _encode/_decode: the fastest version there is; _encode_slow: the reference, naming
+        # fields in errors (the fast encoders name nothing: encode() walks again on failure).
+        self._encode: Callable[[T], dict[str, Any]] = self._encode_loop
+        self._encode_slow: Callable[[T], dict[str, Any]] = self._encode_walk
+        self._decode: Callable[[Any], T] = self._decode_loop
+        self._encode_plan: list[tuple[str, str, Any, Fn, Fn | None, Fn | None]] = []
+        self._decode_plan: list[tuple[str, str | None, str | None, Any, Fn, bool]] = []
+
+    def __repr__(self) -> str:
+        return f"codec_for({self.cls.__qualname__})"
+
+    def encode(self, value: T) -> dict[str, Any]:
+        """``json.loads(value.to_json())`` of dataclasses-json, made directly: a dict of plain JSON types.
+
+        A dataclass of another type is encoded with its own codec. Raises EncodeError, whose
+        ``path`` names the field (``items[2].price``), for a value dataclasses-json can't store.
+        """
+        if type(value) is not self.cls:
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                return codec_for(type(value)).encode(value)
+            raise EncodeError(f"codec_for({self.cls.__qualname__}) can't encode a {type(value).__qualname__}")
+        try:
+            return self._encode(value)
+        except Exception:
+            pass  # the fast path knows no field paths: walk again (the reference), which does
+        try:
+            return self._encode_slow(value)
+        except Exception as e:
+            trail = _trail(e, "")
+            where = ".".join(filter(None, [self.cls.__qualname__, trail.path]))
+            raise EncodeError(f"cannot encode {where}: {trail.reason}", path=trail.path, original_error=trail.error) from trail.error
+
+    def decode(self, data: JSONValue) -> T:
+        """What dataclasses-json's ``from_dict(data)`` returns, sharing no list or dict with ``data``.
+
+        Missing fields get their defaults, unknown keys are ignored, a null is kept as None
+        (dataclasses-json only warns). Raises DecodeError with the field ``path`` when ``data``
+        doesn't fit: not an object, a required field missing, a value its type rejects.
+        """
+        try:
+            if data is None:
+                raise self._not_an_object(data)
+            return self._decode(data)
+        except Exception as e:
+            trail = _trail(e, "")
+            where = ".".join(filter(None, [self.cls.__qualname__, trail.path]))
+            raise DecodeError(f"cannot decode {where}: {trail.reason}", path=trail.path, original_error=trail.error) from trail.error
+
+    def _build(self) -> None:
+        cls = self.cls
+        overrides = dcj._user_overrides_or_exts(cls)
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        keys = {f.name: overrides[f.name].letter_case(f.name) if overrides[f.name].letter_case else f.name for f in fields}
+        if dcj_utils._undefined_parameter_action_safe(cls) is not None or len(set(keys.values())) < len(keys):
+            # undefined=... (catch-all fields), or two fields under one key (dataclasses-json
+            # raises ValueError when encoding): let dataclasses-json do all of it.
+            self._encode = self._encode_slow = self._encode_dcj
+            self._decode = self._decode_dcj
+            return
+        try:
+            hints = typing.get_type_hints(cls)
+        except Exception as e:
+            raise TypeError(f"cannot resolve the type hints of {cls.__qualname__}: {e}") from e
+        renamed = {keys[f.name]: f.name for f in fields if overrides[f.name].letter_case}  # last one wins, as there
+        for f in fields:
+            o = overrides[f.name]
+            exact, fn, exclude = _field_encoder(hints[f.name], o.encoder, o.exclude)
+            self._encode_plan.append((f.name, keys[f.name], exact, fn, exclude, o.encoder))
+            if not f.init:
+                continue
+            # The keys data can give this field in: its cased key, its own name unless that
+            # name is another field's cased key. With both present, the later one wins.
+            sources = list(dict.fromkeys([k for k, n in renamed.items() if n == f.name] + [f.name] * (f.name not in renamed)))
+            exact, fn = _field_decoder(hints[f.name], o.decoder)
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            self._decode_plan.append((f.name, (sources or [None])[0], (sources[1:] or [None])[0], exact, fn, required))
+        self._compile()
+
+    def _compile(self) -> None:
+        """Straight-line versions of the two loops below: same plan, no loop, no kwargs dict.
+
+        Decoding goes back to the loop on any failure (a field absent, bad data): it names the
+        field, or fills the default as the dataclass would (a custom __init__ may differ).
+        """
+        ns: dict[str, Any] = {"cls": self.cls, "M": _MISSING, "absent": _absent, "loop": self._decode_loop}
+        if all(exclude is None for _, _, _, _, exclude, _ in self._encode_plan):
+            items = []
+            for i, (name, key, exact, fn, _, _) in enumerate(self._encode_plan):
+                ns[f"e{i}"], ns[f"f{i}"] = exact, fn
+                items.append(f"{key!r}: v if type(v := obj.{name}) is e{i} else f{i}(v)")
+            exec(f"def encode(obj):\n    return {{{', '.join(items)}}}", ns)
+            self._encode = ns["encode"]
+        if all(alt is None for _, _, alt, *_ in self._decode_plan):
+            names = [name for name, *_ in self._decode_plan]
+            by_position = len(list(itertools.takewhile(lambda pair: pair[0] == pair[1], zip(names, _positional_parameters(self.cls)))))
+            args = []
+            for i, (name, source, _, exact, fn, _) in enumerate(self._decode_plan):
+                ns[f"x{i}"], ns[f"d{i}"] = exact, fn
+                args.append(f"{name + '=' if i >= by_position else ''}absent() if (v := get({source!r}, M)) is M else v if v is None or type(v) is x{i} else d{i}(v)")
+            exec(f"def decode(data):\n    try:\n        get = data.get\n        return cls({', '.join(args)})\n"
+                 f"    except Exception:\n        return loop(data)", ns)
+            self._decode = ns["decode"]
+
+    def _encode_loop(self, obj: T) -> dict[str, Any]:
+        out = {}
+        for name, key, exact, fn, exclude, _ in self._encode_plan:
+            v = getattr(obj, name)
+            if exclude is not None and exclude(v):
+                continue
+            out[key] = v if type(v) is exact else fn(v)
+        return out
+
+    def _encode_walk(self, obj: T) -> dict[str, Any]:
+        out = {}
+        for name, key, _, _, exclude, encoder in self._encode_plan:
+            try:
+                v = getattr(obj, name)
+                if exclude is None or not exclude(v):
+                    out[key] = _walk(v) if encoder is None else _jsonify(encoder(v))
+            except Exception as e:
+                raise _trail(e, "." + name) from None
+        return out
+
+    def _decode_loop(self, data: Any) -> T:
+        if not isinstance(data, dict):
+            if data is None:  # a dataclass in a list, a dict, an Optional: dataclasses-json keeps None
+                return None  # type: ignore[return-value]
+            raise self._not_an_object(data)
+        kwargs = {}
+        for name, key, alt, exact, fn, required in self._decode_plan:
+            v = data.get(key, _MISSING)
+            if alt is not None and alt in data:
+                v = data[next(k for k in reversed(data) if k == key or k == alt)]
+            if v is _MISSING:
+                if required:
+                    raise _trail(_Trail(f"missing required field {name!r}" + f" (key {key!r})" * (key != name)), "." + name)
+            elif v is None or type(v) is exact:
+                kwargs[name] = v
+            else:
+                try:
+                    kwargs[name] = fn(v)
+                except Exception as e:
+                    raise _trail(e, "." + name) from None
+        return self.cls(**kwargs)
+
+    def _not_an_object(self, data: Any) -> _Trail:
+        return _Trail(f"expected a JSON object for {self.cls.__qualname__}, got {type(data).__name__}")
+
+    def _encode_dcj(self, obj: T) -> dict[str, Any]:
+        return json.loads(json.dumps(dcj._asdict(obj), cls=dcj._ExtendedEncoder))  # type: ignore[no-any-return]
+
+    def _decode_dcj(self, data: Any) -> T:
+        if not isinstance(data, dict):
+            if data is None:  # a dataclass in a list, a dict, an Optional: dataclasses-json keeps None
+                return None  # type: ignore[return-value]
+            raise self._not_an_object(data)
+        return dcj._decode_dataclass(self.cls, _copy(data), False)  # type: ignore[no-any-return]
+
+
+_codecs: dict[type, Codec[Any]] = {}
+_building: dict[type, Codec[Any]] = {}  # this build's codecs: a class can refer to itself
+_build_lock = threading.RLock()
+
+
+def codec_for(cls: type[T]) -> Codec[T]:
+    """The codec of dataclass ``cls``: built on first use, then cached; safe from any thread.
+
+    ``dataclasses_json.cfg.global_config`` is read when the codec is built: register global
+    encoders and decoders before first use. Raises TypeError if ``cls`` is not a dataclass or
+    its type hints (strings under ``from __future__ import annotations``) don't resolve.
+    """
+    codec = _codecs.get(cls)
+    if codec is not None:
+        return codec
+    with _build_lock:  # one builder at a time; published only once complete
+        codec = _codecs.get(cls) or _building.get(cls)
+        if codec is not None:
+            return codec
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            raise TypeError(f"codec_for needs a dataclass, got {cls!r}")
+        outermost = not _building
+        codec = _building[cls] = Codec(cls)
+        try:
+            codec._build()
+            if outermost:
+                _codecs.update(_building)
+        finally:
+            if outermost:
+                _building.clear()
+        return codec
