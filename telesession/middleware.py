@@ -110,6 +110,8 @@ class SessionMiddleware(BaseMiddleware, Generic[S]):
         self._slot = f"telesession.{attr}"  # where post_process finds what pre_process loaded
         with _tables_mutex:
             self._locks = _tables.setdefault(storage, KeyLocks())
+        # A storage that keeps the default lock() (no other process shares it) costs no call.
+        self._cross_process = type(storage).lock is not SessionStorage.lock
 
         sample = initial()
         if isinstance(sample, dict):
@@ -148,9 +150,10 @@ class SessionMiddleware(BaseMiddleware, Generic[S]):
             logger.error("telesession: %s; the update was not handled", e)
             return CancelUpdate()
         try:
-            lock = self.storage.lock(key)
-            lock.__enter__()
-            hold.on_release = lambda: lock.__exit__(None, None, None)
+            if self._cross_process:
+                lock = self.storage.lock(key)
+                lock.__enter__()
+                hold.on_release = lambda: lock.__exit__(None, None, None)
             session, loaded = self._load(key, hold)
         except Exception as e:
             hold.release()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import multiprocessing
 import os
@@ -18,7 +17,7 @@ from telebot.handler_backends import BaseMiddleware, CancelUpdate
 from telesession import FileStorage, MemoryStorage, SessionMiddleware, SessionStorage
 from telesession.middleware import _tables
 
-from .conftest import STORAGE_KINDS, Counter, make_bot, text_update
+from .conftest import STORAGE_KINDS, Counter, file_lock_is_free, make_bot, text_update
 
 
 class Done(BaseMiddleware):
@@ -173,18 +172,6 @@ LEAKS: dict[str, tuple[str | None, Callable[..., None] | None]] = {
 }
 
 
-def _file_lock_is_free(storage: FileStorage, key: str) -> bool:
-    fd = os.open(storage._locks.path(key), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
-
-
 @pytest.mark.parametrize("threaded", [False, True], ids=["sync", "threaded"])
 @pytest.mark.parametrize("order", ["session first", "session last"])
 @pytest.mark.parametrize("case", list(LEAKS))
@@ -227,7 +214,7 @@ def test_skipped_post_process_never_leaks_the_lock(case: str, order: str, thread
     while len(_tables[storage]) and time.monotonic() < deadline:
         time.sleep(0.005)  # post_process of 'next' runs just after the handler
     assert len(_tables[storage]) == 0
-    assert _file_lock_is_free(storage, "5")
+    assert file_lock_is_free(storage._locks.path("5"))
     if threaded:
         bot.worker_pool.clear_exceptions()
         bot.stop_bot()

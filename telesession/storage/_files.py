@@ -9,7 +9,11 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from filelock import FileLock
+try:
+    import fcntl
+except ImportError:  # Windows: no flock
+    fcntl = None  # type: ignore[assignment]
+    from filelock import FileLock
 
 # Longest name we produce, well under the 255-byte limit of common file systems, leaving room
 # for suffixes such as ".json", ".lock" and a temp file's random tail.
@@ -53,6 +57,7 @@ class KeyLocks:
     """One lock file per key in ``directory``, so that processes sharing it exclude each other.
 
     The OS drops a process's locks when it dies, so a killed process never leaves a key locked.
+    ``flock`` on POSIX; filelock where there is no ``fcntl`` (Windows).
     Lock files stay on disk after release (empty files: an inode each, no data): removing one
     while another process waits on it would let two holders in.
     """
@@ -65,11 +70,44 @@ class KeyLocks:
         return self.directory / (key_filename(key) + ".lock")
 
     def lock(self, key: str) -> contextlib.AbstractContextManager[object]:
+        if fcntl is not None:
+            return _Flock(self.path(key))
         # A fresh lock object per hold, not shared between threads: the middleware already
         # serializes one key inside the process, and thread_local=False lets the hold be
-        # released by another thread when telebot skipped post_process. poll_interval: a
-        # contended filelock polls; its default of 50 ms starves waiters for up to ~0.5 s.
+        # released by another thread. poll_interval: filelock polls, and its default of
+        # 50 ms starves waiters for up to ~0.5 s.
         return FileLock(self.path(key), mode=0o600, thread_local=False, poll_interval=0.001)
+
+
+class _Flock:
+    """An exclusive ``flock`` on a lock file, held from ``__enter__`` to ``__exit__`` (on any thread).
+
+    Why not filelock here: it measured ~140 us per hold (a mkdir, two opens, two stats, all in
+    Python) against ~1 us for this, and it polls while contended where ``flock`` waits in the
+    kernel, without the GIL. Closing the descriptor releases the lock; the OS does the same
+    when the process dies. A child forked while the lock is held keeps it until it exits too.
+    """
+
+    __slots__ = ("path", "fd")
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd = -1
+
+    def __enter__(self) -> _Flock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
