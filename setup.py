@@ -13,7 +13,7 @@ setup(
     python_requires=">=3.11",
     install_requires=[
         "pyTelegramBotAPI>=4.20.0",
-        "dataclasses-json>=0.6.0",
+        "dataclasses-json>=0.6.7",
         "filelock>=3.20.1",
         "orjson>=3.9",
     ],

@@ -213,7 +213,7 @@ def run(ctx: Context) -> None:
     rows = [
         [label, us[f"floor {step}"], us[f"storage {step}"], f"{us[f'storage {step}'] - us[f'floor {step}']:+.1f}"]
         for step, label in (
-            ("lock", "lock + unlock (floor: flock on a kept-open fd; FileStorage.lock(key): a FileLock per hold)"),
+            ("lock", "lock + unlock (floor: flock on a kept-open fd; FileStorage.lock(key): open + flock + close per hold)"),
             ("read", "read the record (floor: read_bytes; FileStorage.get: read + orjson.loads)"),
             ("write", "write the record (floor: temp + fsync + replace; FileStorage.set: orjson.dumps + the same)"),
         )

@@ -125,25 +125,31 @@ class KeyLocks:
         with self._mutex:
             if hold._state != "held":
                 return False
+            if hold.on_release is None:  # nothing else to release: done in one step
+                self._free(hold)
+                return True
             hold._state = "releasing"
         # The storage's lock goes first and outside the mutex: it may do I/O.
         try:
-            if hold.on_release is not None:
-                hold.on_release()
+            hold.on_release()
         except Exception:
             logger.exception("telesession: releasing the storage lock of session %r failed", hold.key)
         finally:
             with self._mutex:
-                hold._state = "released"
-                hold.anchor = None
-                entry = self._entries[hold.key]
-                entry.holder = None
-                if entry.waiters:
-                    assert entry.cond is not None
-                    entry.cond.notify()
-                else:
-                    del self._entries[hold.key]
+                self._free(hold)
         return True
+
+    def _free(self, hold: Hold) -> None:
+        # Called with the mutex held.
+        hold._state = "released"
+        hold.anchor = None
+        entry = self._entries[hold.key]
+        entry.holder = None
+        if entry.waiters:
+            assert entry.cond is not None
+            entry.cond.notify()
+        else:
+            del self._entries[hold.key]
 
 
 class _Watcher:
