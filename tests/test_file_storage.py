@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -73,7 +74,7 @@ def test_unusable_directory_is_a_clear_error(tmp_path: Path) -> None:
         FileStorage(tmp_path / "f")
 
 
-def _writer(directory: str) -> None:
+def _writer(directory: str, started: Any) -> None:
     storage = FileStorage(directory)
     i = 0
     while True:
@@ -81,15 +82,18 @@ def _writer(directory: str) -> None:
         for key in ("a", "b", "c"):
             # large enough that a write takes more than one syscall's worth of time
             storage.set(key, {"i": i, "pad": "x" * (i % 7 * 20000)})
+        started.set()
 
 
 def test_kill_9_during_writes_leaves_every_record_whole(tmp_path: Path) -> None:
     """A writer killed at random moments leaves each record old or new, never torn."""
     ctx = multiprocessing.get_context("spawn")
     for round_ in range(8):
-        proc = ctx.Process(target=_writer, args=(str(tmp_path),))
+        started = ctx.Event()
+        proc = ctx.Process(target=_writer, args=(str(tmp_path), started))
         proc.start()
-        time.sleep(0.3 + round_ * 0.037)
+        assert started.wait(60)
+        time.sleep(0.01 + round_ * 0.037)  # kill at a different point of the write loop each round
         os.kill(proc.pid, signal.SIGKILL)
         proc.join()
         storage = FileStorage(tmp_path)
