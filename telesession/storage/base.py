@@ -7,10 +7,22 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["SessionStorage", "JSONValue"]
+import orjson
+
+from ..errors import EncodeError
+
+__all__ = ["SessionStorage", "JSONValue", "dump_json"]
 
 JSONValue = Any
 """A value made only of dict (str keys), list, str, int, float, bool and None."""
+
+
+def dump_json(key: str, value: JSONValue) -> bytes:
+    """``value`` as JSON bytes, for backends; a value JSON cannot hold raises ``EncodeError`` naming ``key``."""
+    try:
+        return orjson.dumps(value)
+    except TypeError as e:
+        raise EncodeError(f"session {key!r} cannot be stored as JSON: {e}", key=key, original_error=e) from e
 
 
 class SessionStorage(ABC):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import orjson
 
-from ..errors import CorruptRecordError, EncodeError, StorageError
+from ..errors import CorruptRecordError, StorageError
 from ._files import KeyLocks, filename_key, key_filename, list_names, write_atomic
-from .base import JSONValue, SessionStorage
+from .base import JSONValue, SessionStorage, dump_json
 
 __all__ = ["FileStorage"]
 
@@ -58,10 +58,7 @@ class FileStorage(SessionStorage):
 
     def set(self, key: str, value: JSONValue) -> None:
         path = self.file(key)
-        try:
-            raw = orjson.dumps({"key": key, "value": value})
-        except TypeError as e:
-            raise EncodeError(f"session {key!r} cannot be stored as JSON: {e}", key=key, original_error=e) from e
+        raw = dump_json(key, {"key": key, "value": value})
         try:
             write_atomic(path, raw)
         except OSError as e:

@@ -6,8 +6,7 @@ from collections.abc import Iterator
 
 import orjson
 
-from ..errors import EncodeError
-from .base import JSONValue, SessionStorage
+from .base import JSONValue, SessionStorage, dump_json
 
 __all__ = ["MemoryStorage"]
 
@@ -28,10 +27,7 @@ class MemoryStorage(SessionStorage):
         return None if raw is None else orjson.loads(raw)
 
     def set(self, key: str, value: JSONValue) -> None:
-        try:
-            self._records[key] = orjson.dumps(value)
-        except TypeError as e:
-            raise EncodeError(f"session {key!r} cannot be stored as JSON: {e}", key=key, original_error=e) from e
+        self._records[key] = dump_json(key, value)
 
     def delete(self, key: str) -> None:
         self._records.pop(key, None)

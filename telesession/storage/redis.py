@@ -23,8 +23,8 @@ except ImportError as e:  # pragma: no cover - depends on what is installed
 
 import orjson
 
-from ..errors import CorruptRecordError, EncodeError, StorageError
-from .base import JSONValue, SessionStorage
+from ..errors import CorruptRecordError, StorageError
+from .base import JSONValue, SessionStorage, dump_json
 
 __all__ = ["RedisStorage"]
 
@@ -148,10 +148,7 @@ class RedisStorage(SessionStorage):
 
     def set(self, key: str, value: JSONValue) -> None:
         """Store ``value`` and restart its TTL. A value JSON cannot hold raises ``EncodeError``."""
-        try:
-            data = orjson.dumps(value)
-        except TypeError as e:
-            raise EncodeError(f"session {key!r} cannot be stored as JSON: {e}", key=key, original_error=e) from e
+        data = dump_json(key, value)
         self._call("write", key, lambda: self.client.set(self._data + _utf8(key), data, px=self._ttl_ms))
 
     def delete(self, key: str) -> None:

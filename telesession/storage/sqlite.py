@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 
-from ..errors import CorruptRecordError, EncodeError, StorageError
+from ..errors import CorruptRecordError, StorageError
 from ._files import KeyLocks
-from .base import JSONValue, SessionStorage
+from .base import JSONValue, SessionStorage, dump_json
 
 __all__ = ["SQLiteStorage"]
 
@@ -129,10 +129,7 @@ class SQLiteStorage(SessionStorage):
 
     def set(self, key: str, value: JSONValue) -> None:
         """Store ``value``; one statement, so all or nothing. A value JSON cannot hold raises ``EncodeError``."""
-        try:
-            data = orjson.dumps(value)
-        except TypeError as e:
-            raise EncodeError(f"session {key!r} cannot be stored as JSON: {e}", key=key, original_error=e) from e
+        data = dump_json(key, value)
         self._run("write", key, self._set_sql, (_raw(key), data))
 
     def delete(self, key: str) -> None:
