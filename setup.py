@@ -19,7 +19,7 @@ setup(
     ],
     extras_require={
         "redis": ["redis>=5.0"],
-        "test": ["pytest>=8", "pytest-timeout>=2.2", "hypothesis>=6.100"],
+        "test": ["pytest>=8", "pytest-timeout>=2.2", "hypothesis>=6.100", "fastapi", "uvicorn"],  # last two: telebot's webhook listener
         "typing": ["mypy>=1.10"],
     },
     classifiers=[
