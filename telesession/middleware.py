@@ -116,12 +116,12 @@ class SessionMiddleware(BaseMiddleware, Generic[S]):
         sample = initial()
         if isinstance(sample, dict):
             self._type: type = dict
-            self._decode: Callable[[dict[str, Any], bytes], Any] = lambda data, raw: orjson.loads(raw)
+            self._decode: Callable[[Any], Any] = orjson.loads  # of the loaded bytes: a deep copy
             self._encode: Callable[[Any], Any] = lambda session: session
         elif dataclasses.is_dataclass(sample) and not isinstance(sample, type):
             codec = codec_for(type(sample))
             self._type = type(sample)
-            self._decode = lambda data, raw: codec.decode(data)
+            self._decode = codec.decode
             self._encode = codec.encode
         else:
             raise TypeError(f"initial must make a dataclass instance or a dict, it made {type(sample).__name__}")
@@ -145,7 +145,8 @@ class SessionMiddleware(BaseMiddleware, Generic[S]):
             return None
 
         try:
-            hold = self._locks.acquire(key, _update_frame())
+            caller = sys._getframe(1)  # telebot's dispatch call when it called us directly (the usual case)
+            hold = self._locks.acquire(key, caller if caller.f_code is _DISPATCH_CODE else _update_frame(caller))
         except SessionError as e:
             logger.error("telesession: %s; the update was not handled", e)
             return CancelUpdate()
@@ -194,7 +195,7 @@ class SessionMiddleware(BaseMiddleware, Generic[S]):
         stored = record["data"]
         raw = self._dumps(key, stored)
         try:
-            session = self._decode(stored, raw)
+            session = self._decode(raw if self._type is dict else stored)
         except DecodeError as e:
             raise DecodeError(
                 f"session {key!r} in {self.storage!r} does not fit {self._type.__name__}: {e}; it was left as it is",
@@ -213,9 +214,8 @@ class SessionMiddleware(BaseMiddleware, Generic[S]):
         data = self._encode(session)
         if self._type is not dict and loaded.stored is not None:
             # Keep fields this version of the class does not know (written by a newer deploy).
-            unknown = loaded.stored.keys() - data.keys()
-            if unknown:
-                data = {**data, **{name: loaded.stored[name] for name in unknown}}
+            if not loaded.stored.keys() <= data.keys():
+                data = {**data, **{name: value for name, value in loaded.stored.items() if name not in data}}
         if self._dumps(key, data) != loaded.before:
             self.storage.set(key, {"data": data, "schema": SCHEMA_VERSION, "saved_at": time.time()})
 
@@ -236,13 +236,13 @@ class SessionMiddleware(BaseMiddleware, Generic[S]):
                          exc_info=error)
 
 
-def _update_frame() -> FrameType:
-    """The frame of the update that called ``pre_process``: telebot's dispatch call for it.
+def _update_frame(caller: FrameType) -> FrameType:
+    """The frame of the update whose ``pre_process`` was called from ``caller``: telebot's dispatch call.
 
-    Found by its code object. When ``pre_process`` is called some other way (by hand, in a test),
-    the caller's frame stands in: the hold then lasts while that caller runs.
+    Found by its code object (a wrapper may stand between). When ``pre_process`` is called some
+    other way (by hand, in a test), the caller's frame stands in: the hold then lasts while that
+    caller runs.
     """
-    caller = sys._getframe(2)
     frame: FrameType | None = caller
     while frame is not None:
         if frame.f_code is _DISPATCH_CODE:
