@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import multiprocessing
 import os
 import signal
@@ -297,3 +298,63 @@ def test_bad_options_are_refused() -> None:
     with pytest.raises(ValueError, match="lock_lease"):
         RedisStorage(client, lock_lease=-1)
     client.close()
+
+
+class _Records(logging.Handler):
+    """Log records of telesession, with a wait for one that matches (workers log from their threads)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cond = threading.Condition()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self.cond:
+            self.messages.append(record.getMessage())
+            self.cond.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 30) -> str:
+        with self.cond:
+            assert self.cond.wait_for(lambda: any(text in m for m in self.messages), timeout), self.messages
+            return next(m for m in self.messages if text in m)
+
+
+def test_outage_under_a_polling_bot(tmp_path: Path) -> None:
+    """Redis down mid-run: the update is logged with its key, polling lives, no lock stays, nothing is lost."""
+    import telebot
+
+    from telesession import SessionMiddleware
+    from telesession.middleware import _tables
+    from telesession.testing import FakeBotAPI, serve_bot
+
+    server = RedisServer(tmp_path, "--save", "", "--appendonly", "yes", "--appendfsync", "always").start()
+    store = RedisStorage.from_url(server.url, retry=Retry(NoBackoff(), 1))
+    records = _Records()
+    logging.getLogger("telesession").addHandler(records)
+    bot = telebot.TeleBot("123:TEST", threaded=True, num_threads=4, use_class_middlewares=True)
+    bot.setup_middleware(SessionMiddleware(initial=lambda: {"count": 0}, storage=store))
+
+    @bot.message_handler(commands=["count"])
+    def count(message: Any) -> None:
+        message.session["count"] += 1
+        bot.reply_to(message, f"Count: {message.session['count']}")
+
+    try:
+        with FakeBotAPI() as api, serve_bot(api, bot):
+            alice = api.user(first_name="Alice")
+            assert alice.ask("/count").text == "Count: 1"
+            assert alice.ask("/count").text == "Count: 2"
+            server.stop()
+            alice.send("/count")
+            logged = records.wait_for("the update was not handled")
+            assert f"'{alice.chat_id}'" in logged and server.url in logged
+            assert len(_tables[store]) == 0  # the in-process lock went with the failed update
+            server.start()
+            assert alice.ask("/count").text == "Count: 3"  # the outage update changed nothing
+        # The bot has stopped: every save is done (a reply goes out before its session is saved).
+        assert store.get(str(alice.chat_id))["data"] == {"count": 3}
+        assert list(store.client.scan_iter(match=store.prefix + "lock:*")) == []
+    finally:
+        logging.getLogger("telesession").removeHandler(records)
+        store.close()
+        server.stop()
