@@ -1,11 +1,13 @@
 """A storage of your own: five methods over JSON values.
 
-This one keeps sessions in a stdlib ``dbm`` database. It is for one process (``dbm`` allows
-one writer), so it keeps the default ``lock`` (in-process locking is the middleware's job).
+This one keeps sessions in a stdlib ``dbm.dumb`` database (plain files, on every platform; the
+default ``dbm`` backend of Python 3.13 is bound to the thread that opened it, and telebot's
+handlers run in worker threads). It is for one process, so it keeps the default ``lock``
+(in-process locking is the middleware's job).
 Run: TELEGRAM_BOT_TOKEN=... python examples/custom_storage.py
 """
 
-import dbm
+import dbm.dumb
 import json
 import os
 import threading
@@ -17,7 +19,7 @@ from telesession import SessionMiddleware, SessionStorage
 
 class DbmStorage(SessionStorage):
     def __init__(self, path: str):
-        self._db = dbm.open(path, "c")
+        self._db = dbm.dumb.open(path, "c")
         self._mutex = threading.Lock()  # dbm objects are not thread-safe; telebot's workers are threads
 
     def get(self, key):

@@ -76,6 +76,7 @@ def _process_worker(kind: str, directory: str, n: int, ready: Any, go: Any) -> N
         bot.process_new_updates(updates[i : i + 10])
     counter.wait(len(updates), timeout=120)
     bot.stop_bot()
+    storage.close()
 
 
 def test_processes_sharing_a_storage_lose_no_update(persistent_kind: str, tmp_path: Path) -> None:
@@ -92,7 +93,8 @@ def test_processes_sharing_a_storage_lose_no_update(persistent_kind: str, tmp_pa
     for p in procs:
         p.join(180)
         assert p.exitcode == 0
-    assert counts(STORAGE_KINDS[persistent_kind](tmp_path), range(3)) == [4 * n] * 3
+    with STORAGE_KINDS[persistent_kind](tmp_path) as storage:
+        assert counts(storage, range(3)) == [4 * n] * 3
 
 
 def test_slow_handler_delays_only_its_own_chat() -> None:

@@ -150,7 +150,11 @@ def test_corrupt_row_is_reported_and_left_alone(store: SQLiteStorage, db: Path) 
         store.get("bad")
     assert info.value.location == str(db) and str(db) in str(info.value)
     assert store.has("bad")
-    assert sqlite3.connect(db).execute("SELECT value FROM sessions").fetchone() == (b"{not json",)
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT value FROM sessions").fetchone() == (b"{not json",)
+    finally:
+        conn.close()
 
 
 def test_tables_and_reopening(db: Path) -> None:
