@@ -109,6 +109,12 @@ class Counter:
                 raise AssertionError(f"waited {timeout}s for {n} updates, {self.value} finished")
 
 
+def stored(storage: SessionStorage, key: str | int) -> Any:
+    """The session data stored under ``key`` (a chat id stands for the default key), or None."""
+    record = storage.get(str(key))
+    return None if record is None else record["data"]
+
+
 @pytest.fixture
 def log_errors(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.WARNING, logger="telesession")

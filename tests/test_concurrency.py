@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import threading
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from telebot.handler_backends import BaseMiddleware, CancelUpdate
 from telesession import FileStorage, MemoryStorage, SessionMiddleware, SessionStorage
 from telesession.middleware import _tables
 
-from .conftest import STORAGE_KINDS, Counter, file_lock_is_free, make_bot, text_update
+from .conftest import STORAGE_KINDS, Counter, file_lock_is_free, make_bot, stored, text_update
 
 
 class Done(BaseMiddleware):
@@ -50,7 +49,7 @@ def slow_counter_bot(storage: SessionStorage, counter: Counter, threaded: bool =
 
 
 def counts(storage: SessionStorage, chats: range) -> list[int]:
-    return [storage.get(str(c))["data"]["count"] for c in chats]
+    return [stored(storage, c)["count"] for c in chats]
 
 
 def test_threaded_workers_lose_no_update(storage: SessionStorage) -> None:
@@ -120,8 +119,8 @@ def test_slow_handler_delays_only_its_own_chat() -> None:
     release.set()
     counter.wait(12)
     bot.stop_bot()
-    assert storage.get("1")["data"]["n"] == 2
-    assert all(storage.get(str(c))["data"]["n"] == 1 for c in range(2, 12))
+    assert stored(storage, 1)["n"] == 2
+    assert all(stored(storage, c)["n"] == 1 for c in range(2, 12))
 
 
 def test_lock_table_does_not_grow_with_keys_seen() -> None:

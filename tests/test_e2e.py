@@ -21,6 +21,8 @@ from telebot.handler_backends import BaseMiddleware, CancelUpdate
 from telesession import SessionMiddleware, SessionStorage
 from telesession.testing import FakeBotAPI, FakeUser, patched_api_url, serve_bot, updates
 
+from .conftest import stored
+
 TOKEN = "123:TEST"
 
 
@@ -49,12 +51,6 @@ def add_counter(bot: telebot.TeleBot) -> None:
         session.count += 1
         # The reply goes out while the session is held: it widens the window a lost write needs.
         bot.send_message(message.chat.id, str(session.count))
-
-
-def stored(storage: SessionStorage, chat_id: int) -> dict[str, Any] | None:
-    """The session data stored for a chat (the default key), read through the storage API."""
-    record = storage.get(str(chat_id))
-    return None if record is None else dict(record["data"])
 
 
 def reopened(storage: SessionStorage) -> SessionStorage:

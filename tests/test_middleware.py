@@ -23,7 +23,7 @@ from telesession import (
 )
 from telesession.storage.base import JSONValue
 
-from .conftest import make_bot, message, text_update, update, user
+from .conftest import make_bot, message, stored, text_update, update, user
 
 
 class Color(enum.Enum):
@@ -65,11 +65,6 @@ class CountingStorage(MemoryStorage):
     def delete(self, key: str) -> None:
         self.deletes += 1
         super().delete(key)
-
-
-def stored(storage: SessionStorage, key: str) -> Any:
-    record = storage.get(key)
-    return None if record is None else record["data"]
 
 
 def counter_bot(storage: SessionStorage, **options: Any) -> telebot.TeleBot:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from .conftest import stored
 from .redis_server import RedisServer, free_port, make_redis_storage, redis_server  # noqa: F401
 
 from telesession.errors import CorruptRecordError, StorageError
@@ -352,7 +353,7 @@ def test_outage_under_a_polling_bot(tmp_path: Path) -> None:
             server.start()
             assert alice.ask("/count").text == "Count: 3"  # the outage update changed nothing
         # The bot has stopped: every save is done (a reply goes out before its session is saved).
-        assert store.get(str(alice.chat_id))["data"] == {"count": 3}
+        assert stored(store, alice.chat_id) == {"count": 3}
         assert list(store.client.scan_iter(match=store.prefix + "lock:*")) == []
     finally:
         logging.getLogger("telesession").removeHandler(records)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import urllib.request
@@ -16,18 +15,13 @@ import pytest
 from telesession import SessionMiddleware, SessionStorage
 from telesession.testing import updates
 
-from .conftest import make_bot
+from .conftest import make_bot, stored
+from .redis_server import free_port
 
 uvicorn = pytest.importorskip("uvicorn")
 webhooks = pytest.importorskip("telebot.ext.sync.webhooks")
 
 SECRET = "s3cret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def serve(app: Any) -> Iterator[str]:
@@ -84,4 +78,4 @@ def test_webhook_deliveries_in_parallel_lose_no_update(storage: SessionStorage, 
         for t in clients:
             t.join(60)
         assert statuses == [200] * 240
-    assert [storage.get(str(c))["data"]["count"] for c in range(3)] == [80, 80, 80]
+    assert [stored(storage, c)["count"] for c in range(3)] == [80, 80, 80]
