@@ -18,7 +18,7 @@ import pytest
 from telesession import CorruptRecordError, FileStorage, StorageError
 from telesession.storage._files import key_filename
 
-from .conftest import file_lock_is_free
+from .conftest import STORAGE_KINDS, file_lock_is_free
 from .test_storage_contract import ODD_KEYS
 
 
@@ -131,3 +131,15 @@ def test_long_keys_are_listed_by_the_key_inside_the_file(tmp_path: Path) -> None
     assert storage.file(key).name.startswith("~")
     assert list(storage.keys()) == [key]
     assert orjson.loads(storage.file(key).read_bytes())["key"] == key
+
+
+@pytest.mark.parametrize("kind", ["file", "sqlite"])
+def test_unusable_lock_file_is_a_storage_error(kind: str, tmp_path: Path) -> None:
+    """A lock file that can't be opened raises StorageError naming the key and the file."""
+    with STORAGE_KINDS[kind](tmp_path) as storage:
+        path = storage._locks.path("k")  # type: ignore[attr-defined]
+        path.mkdir()  # a directory where the lock file belongs
+        with pytest.raises(StorageError) as info:
+            storage.lock("k").__enter__()
+        assert info.value.key == "k" and info.value.location == str(path)
+        assert "'k'" in str(info.value) and str(path) in str(info.value)

@@ -9,6 +9,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..errors import StorageError
+
 try:
     import fcntl
 except ImportError:  # Windows: no flock
@@ -71,7 +73,7 @@ class KeyLocks:
 
     def lock(self, key: str) -> contextlib.AbstractContextManager[object]:
         if fcntl is not None:
-            return _Flock(self.path(key))
+            return _Flock(self.path(key), key)
         # A fresh lock object per hold, not shared between threads: the middleware already
         # serializes one key inside the process, and thread_local=False lets the hold be
         # released by another thread. poll_interval: filelock polls, and its default of
@@ -86,23 +88,33 @@ class _Flock:
     Python) against ~1 us for this, and it polls while contended where ``flock`` waits in the
     kernel, without the GIL. Closing the descriptor releases the lock; the OS does the same
     when the process dies. A child forked while the lock is held keeps it until it exits too.
+    A lock file that can't be opened or locked raises ``StorageError`` naming the key and the file.
     """
 
-    __slots__ = ("path", "fd")
+    __slots__ = ("path", "key", "fd")
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, key: str):
         self.path = path
+        self.key = key
         self.fd = -1
 
     def __enter__(self) -> _Flock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        except OSError as e:
+            raise self._error(e) from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
+        except BaseException as e:
             os.close(fd)
+            if isinstance(e, OSError):
+                raise self._error(e) from e
             raise
         self.fd = fd
         return self
+
+    def _error(self, e: OSError) -> StorageError:
+        return StorageError(f"cannot lock session {self.key!r}: {self.path}: {e}", key=self.key, location=str(self.path), original_error=e)
 
     def __exit__(self, *exc_info: object) -> None:
         fd, self.fd = self.fd, -1

@@ -155,22 +155,9 @@ class SQLiteStorage(SessionStorage):
 
     def lock(self, key: str) -> contextlib.AbstractContextManager[object]:
         """Hold ``key`` against every process using this database (see the class docstring)."""
-        return _translate_lock_errors(self._locks.lock(key), key, self._location)
+        return self._locks.lock(key)
 
     def close(self) -> None:
         with self._mutex:
             self._conn.close()
 
-
-@contextlib.contextmanager
-def _translate_lock_errors(lock: contextlib.AbstractContextManager[object], key: str, location: str) -> Iterator[object]:
-    # A generator context manager may be finished from another thread than the one that
-    # entered it, which the lock contract requires.
-    try:
-        entered = lock.__enter__()
-    except OSError as e:
-        raise StorageError(f"cannot lock session {key!r} of SQLite database {location}: {e}", key=key, location=location, original_error=e) from e
-    try:
-        yield entered
-    finally:
-        lock.__exit__(None, None, None)
