@@ -35,7 +35,7 @@ WATCH_INTERVAL = 0.01
 class Hold:
     """One update's hold on one key."""
 
-    __slots__ = ("key", "thread_id", "anchor", "on_release", "_table", "_state")
+    __slots__ = ("key", "thread_id", "anchor", "on_release", "held", "_table")
 
     def __init__(self, table: KeyLocks, key: str, anchor: FrameType):
         self._table = table
@@ -44,11 +44,7 @@ class Hold:
         self.anchor: FrameType | None = anchor
         # What else to release with this hold (the storage's cross-process lock).
         self.on_release: Callable[[], object] | None = None
-        self._state = "held"  # -> "releasing" -> "released"
-
-    @property
-    def held(self) -> bool:
-        return self._state == "held"
+        self.held = True  # False from the moment its release begins
 
     def running(self, frames: dict[int, FrameType]) -> bool:
         """Whether the update that took this hold is still on its thread's stack."""
@@ -64,13 +60,14 @@ class Hold:
         return self._table._release(self)
 
 
-class _Entry:
-    __slots__ = ("holder", "waiters", "cond")
+class _Queue:
+    """The updates waiting for one key; exists only while somebody waits."""
 
-    def __init__(self) -> None:
-        self.holder: Hold | None = None
+    __slots__ = ("cond", "waiters")
+
+    def __init__(self, mutex: threading.Lock) -> None:
+        self.cond = threading.Condition(mutex)
         self.waiters = 0
-        self.cond: threading.Condition | None = None  # made by the first waiter: most keys never have one
 
 
 class KeyLocks:
@@ -78,12 +75,14 @@ class KeyLocks:
 
     def __init__(self) -> None:
         self._mutex = threading.Lock()
-        self._entries: dict[str, _Entry] = {}
+        self._holders: dict[str, Hold] = {}  # key -> its hold, only while held
+        self._queues: dict[str, _Queue] = {}  # key -> its waiters, only while awaited
         _watcher.tables.add(self)
 
     def __len__(self) -> int:
         """How many keys are held or awaited right now."""
-        return len(self._entries)
+        with self._mutex:
+            return len(self._holders.keys() | self._queues.keys())
 
     def acquire(self, key: str, anchor: FrameType) -> Hold:
         """Wait until ``key`` is free and hold it for the update running ``anchor``.
@@ -93,42 +92,50 @@ class KeyLocks:
         """
         hold = Hold(self, key, anchor)
         with self._mutex:
-            entry = self._entries.get(key)
-            if entry is None:
-                entry = self._entries[key] = _Entry()
-            while entry.holder is not None:
-                holder = entry.holder
-                if holder.thread_id == hold.thread_id and holder.running(sys._current_frames()):
-                    raise SessionKeyError(
-                        f"session key {key!r} is already held by this update: two SessionMiddlewares "
-                        "on one storage produce the same key; give them key functions that differ",
-                        key=key,
-                    )
-                if entry.cond is None:
-                    entry.cond = threading.Condition(self._mutex)
-                entry.waiters += 1
-                try:
-                    entry.cond.wait()
-                finally:
-                    entry.waiters -= 1
-            entry.holder = hold
+            holder = self._holders.setdefault(key, hold)
+            if holder is not hold:
+                self._wait(hold, holder)
         if _watcher.idle:
             _watcher.wake()
         return hold
 
+    def _wait(self, hold: Hold, holder: Hold) -> None:
+        # Called with the mutex held; returns with ``hold`` holding its key.
+        key = hold.key
+        if holder.thread_id == hold.thread_id and holder.running(sys._current_frames()):
+            raise SessionKeyError(
+                f"session key {key!r} is already held by this update: two SessionMiddlewares "
+                "on one storage produce the same key; give them key functions that differ",
+                key=key,
+            )
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = _Queue(self._mutex)
+        queue.waiters += 1
+        try:
+            while key in self._holders:
+                queue.cond.wait()
+            self._holders[key] = hold
+        finally:
+            queue.waiters -= 1
+            if not queue.waiters:
+                del self._queues[key]
+            elif key not in self._holders:  # interrupted while the key was free: pass the wake-up on
+                queue.cond.notify()
+
     def holds(self) -> list[Hold]:
         """The holds taken right now."""
         with self._mutex:
-            return [entry.holder for entry in self._entries.values() if entry.holder is not None]
+            return list(self._holders.values())
 
     def _release(self, hold: Hold) -> bool:
         with self._mutex:
-            if hold._state != "held":
+            if not hold.held:
                 return False
+            hold.held = False
             if hold.on_release is None:  # nothing else to release: done in one step
                 self._free(hold)
                 return True
-            hold._state = "releasing"
         # The storage's lock goes first and outside the mutex: it may do I/O.
         try:
             hold.on_release()
@@ -141,15 +148,11 @@ class KeyLocks:
 
     def _free(self, hold: Hold) -> None:
         # Called with the mutex held.
-        hold._state = "released"
         hold.anchor = None
-        entry = self._entries[hold.key]
-        entry.holder = None
-        if entry.waiters:
-            assert entry.cond is not None
-            entry.cond.notify()
-        else:
-            del self._entries[hold.key]
+        del self._holders[hold.key]
+        queue = self._queues.get(hold.key)
+        if queue is not None:
+            queue.cond.notify()
 
 
 class _Watcher:
@@ -216,7 +219,8 @@ class _Watcher:
         # would unlock the parent's), and replace mutexes another thread may have held.
         for table in list(self.tables):
             table._mutex = threading.Lock()
-            table._entries = {}
+            table._holders = {}
+            table._queues = {}
         self._thread = None
         self._start = threading.Lock()
         self._wakeup = threading.Event()

@@ -57,18 +57,6 @@ _tables: weakref.WeakKeyDictionary[SessionStorage, KeyLocks] = weakref.WeakKeyDi
 _tables_mutex = threading.Lock()
 
 
-class _Loaded:
-    """What ``pre_process`` hands to ``post_process`` for one update."""
-
-    __slots__ = ("key", "hold", "before", "stored")
-
-    def __init__(self, key: str, hold: Hold, before: bytes, stored: dict[str, Any] | None):
-        self.key = key
-        self.hold = hold
-        self.before = before  # the session's JSON as loaded: unchanged bytes mean no write
-        self.stored = stored  # the stored data (None for a new session)
-
-
 class SessionMiddleware(BaseMiddleware, Generic[S]):
     """Loads a session before the handlers and saves it after, one update per key at a time.
 
@@ -155,68 +143,73 @@ class SessionMiddleware(BaseMiddleware, Generic[S]):
                 lock = self.storage.lock(key)
                 lock.__enter__()
                 hold.on_release = lambda: lock.__exit__(None, None, None)
-            session, loaded = self._load(key, hold)
+            session, stored, before = self._load(key)
         except Exception as e:
             hold.release()
             self._log_failure(key, e, "loading")
             return CancelUpdate()
         setattr(obj, self.attr, session)
         data[self.attr] = session
-        data[self._slot] = loaded
+        data[self._slot] = (hold, stored, before)  # for post_process
         return None
 
     def post_process(self, obj: Any, data: dict[str, Any], exception: BaseException | None) -> None:
-        loaded: _Loaded | None = data.pop(self._slot, None)
+        loaded: tuple[Hold, dict[str, Any] | None, Any] | None = data.pop(self._slot, None)
         if loaded is None:
             return  # no key, or loading failed
+        hold, stored, before = loaded
         try:
             if exception is None:
-                if loaded.hold.held:
-                    self._save(loaded, getattr(obj, self.attr, None))
+                if hold.held:
+                    self._save(hold.key, getattr(obj, self.attr, None), stored, before)
                 else:  # cannot happen while telebot calls us from the update's own frame
-                    logger.error("telesession: session %r lost its lock before saving; changes dropped", loaded.key)
+                    logger.error("telesession: session %r lost its lock before saving; changes dropped", hold.key)
         except Exception as e:
-            self._log_failure(loaded.key, e, "saving")
+            self._log_failure(hold.key, e, "saving")
         finally:
-            loaded.hold.release()
+            hold.release()
 
     # -- load and save ----------------------------------------------------------------------
 
-    def _load(self, key: str, hold: Hold) -> tuple[Any, _Loaded]:
+    def _load(self, key: str) -> tuple[Any, dict[str, Any] | None, Any]:
+        """``(session, stored data or None, before)``; ``before`` is what ``_save`` compares with."""
         record = self.storage.get(key)
         if record is None:
             session = self.initial()
-            return session, _Loaded(key, hold, self._dumps(key, self._encode(session)), None)
-        if not (isinstance(record, dict) and isinstance(record.get("data"), dict)):
+            return session, None, self._dumps(key, self._encode(session))
+        if not (isinstance(record, dict) and isinstance(stored := record.get("data"), dict)):
             raise CorruptRecordError(
                 f"session {key!r} in {self.storage!r} is not a session record (no 'data' object); it was left as it is",
                 key=key,
             )
-        stored = record["data"]
-        raw = self._dumps(key, stored)
         try:
-            session = self._decode(raw if self._type is dict else stored)
+            if self._type is dict:
+                raw = self._dumps(key, stored)
+                return orjson.loads(raw), stored, raw  # the loads: a deep copy
+            return self._decode(stored), stored, stored  # decode shares no list or dict with stored
         except DecodeError as e:
             raise DecodeError(
                 f"session {key!r} in {self.storage!r} does not fit {self._type.__name__}: {e}; it was left as it is",
                 path=e.path, key=key, original_error=e,
             ) from e
-        return session, _Loaded(key, hold, raw, stored)
 
-    def _save(self, loaded: _Loaded, session: Any) -> None:
-        key = loaded.key
+    def _save(self, key: str, session: Any, stored: dict[str, Any] | None, before: Any) -> None:
         if session is None:
-            if loaded.stored is not None:
+            if stored is not None:
                 self.storage.delete(key)
             return
         if type(session) is not self._type:
             raise EncodeError(f"session {key!r} must be a {self._type.__name__}, a handler set a {type(session).__name__}", key=key)
         data = self._encode(session)
-        if self._type is not dict and loaded.stored is not None:
-            # Keep fields this version of the class does not know (written by a newer deploy).
-            if not loaded.stored.keys() <= data.keys():
-                data = {**data, **{name: value for name, value in loaded.stored.items() if name not in data}}
-        if self._dumps(key, data) != loaded.before:
+        if type(before) is bytes:  # a dict session (JSON-checked here), or a new one: compare the JSON
+            changed = self._dumps(key, data) != before
+        else:  # a stored dataclass session (before is its stored data); the codec made plain JSON
+            if not before.keys() <= data.keys():
+                # Keep fields this version of the class does not know (written by a newer deploy).
+                data = {**data, **{name: value for name, value in before.items() if name not in data}}
+            # Unequal values are a change; equal ones may still differ as JSON (1 and True, 1.0).
+            changed = data != before or self._dumps(key, data) != self._dumps(key, before)
+        if changed:
             self.storage.set(key, {"data": data, "schema": SCHEMA_VERSION, "saved_at": time.time()})
 
     @staticmethod

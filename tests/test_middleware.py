@@ -167,22 +167,39 @@ def test_only_changed_sessions_are_written() -> None:
     assert storage.writes == 1
 
 
-def test_a_type_only_change_is_saved() -> None:
-    """1 -> True is a change even though 1 == True in Python: forms are compared as JSON."""
+@dataclass
+class Loose:
+    flag: Any = 1
+    ratio: float = 1
+
+
+@pytest.mark.parametrize("initial", [lambda: {"flag": 1, "ratio": 1}, Loose], ids=["dict", "dataclass"])
+def test_a_type_only_change_is_saved(initial: Any) -> None:
+    """1 -> True and 1 -> 1.0 are changes even though they are == in Python: forms are compared as JSON."""
     storage = MemoryStorage()
     bot = make_bot()
-    bot.setup_middleware(SessionMiddleware(initial=lambda: {"flag": 1}, storage=storage))
+    bot.setup_middleware(SessionMiddleware(initial=initial, storage=storage))
 
     @bot.message_handler(commands=["set"])
-    def h(msg: Any) -> None:
-        msg.session["touched"] = 1
+    def h(msg: Any, session: Any) -> None:
+        if isinstance(session, dict):
+            session["touched"] = 1
+        else:
+            msg.session = Loose(flag=1, ratio=2)  # stored: {"flag": 1, "ratio": 2}
 
     @bot.message_handler(commands=["flip"])
-    def flip(msg: Any) -> None:
-        msg.session["flag"] = True
+    def flip(msg: Any, session: Any) -> None:
+        if isinstance(session, dict):
+            session["flag"], session["ratio"] = True, 1.0
+        else:
+            session.flag, session.ratio = True, 2.0
 
-    bot.process_new_updates([text_update("/set"), text_update("/flip")])
-    assert stored(storage, "42")["flag"] is True
+    bot.process_new_updates([text_update("/set")])
+    before = stored(storage, "42")
+    bot.process_new_updates([text_update("/flip")])
+    after = stored(storage, "42")
+    assert after == before  # equal in Python ...
+    assert after["flag"] is True and type(after["ratio"]) is float  # ... but not the same JSON
 
 
 def test_raising_handler_discards_changes(log_errors: pytest.LogCaptureFixture) -> None:
