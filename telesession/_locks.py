@@ -57,7 +57,23 @@ class Hold:
 
     def release(self) -> bool:
         """Release the hold; ``False`` when it was already released (by the watcher)."""
-        return self._table._release(self)
+        table = self._table
+        with table._mutex:
+            if not self.held:
+                return False
+            self.held = False
+            if self.on_release is None:  # nothing else to release: done in one step
+                table._free(self)
+                return True
+        # The storage's lock goes first and outside the mutex: it may do I/O.
+        try:
+            self.on_release()
+        except Exception:
+            logger.exception("telesession: releasing the storage lock of session %r failed", self.key)
+        finally:
+            with table._mutex:
+                table._free(self)
+        return True
 
 
 class _Queue:
@@ -127,24 +143,6 @@ class KeyLocks:
         """The holds taken right now."""
         with self._mutex:
             return list(self._holders.values())
-
-    def _release(self, hold: Hold) -> bool:
-        with self._mutex:
-            if not hold.held:
-                return False
-            hold.held = False
-            if hold.on_release is None:  # nothing else to release: done in one step
-                self._free(hold)
-                return True
-        # The storage's lock goes first and outside the mutex: it may do I/O.
-        try:
-            hold.on_release()
-        except Exception:
-            logger.exception("telesession: releasing the storage lock of session %r failed", hold.key)
-        finally:
-            with self._mutex:
-                self._free(hold)
-        return True
 
     def _free(self, hold: Hold) -> None:
         # Called with the mutex held.
