@@ -209,8 +209,13 @@ class SessionMiddleware(BaseMiddleware, Generic[S]):
                 data = {**data, **{name: value for name, value in before.items() if name not in data}}
             # Unequal values are a change; equal ones may still differ as JSON (1 and True, 1.0).
             changed = data != before or self._dumps(key, data) != self._dumps(key, before)
-        if changed:
+        if not changed:
+            return
+        try:
             self.storage.set(key, {"data": data, "schema": SCHEMA_VERSION, "saved_at": time.time()})
+        except EncodeError:  # JSON can't hold it (an int over 64 bits): name the field, if it is one
+            self._dumps(key, data)
+            raise
 
     @staticmethod
     def _dumps(key: str, data: JSONValue) -> bytes:

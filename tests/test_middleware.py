@@ -272,6 +272,20 @@ def test_unserializable_data_names_the_field_and_keeps_the_record(log_errors: py
     assert "cart.items[0]" in log_errors.text and "datetime" in log_errors.text
 
 
+def test_an_integer_too_large_for_json_names_the_field(log_errors: pytest.LogCaptureFixture) -> None:
+    """A dataclass field the codec passes but JSON can't hold (over 64 bits) is reported by its path."""
+    storage = MemoryStorage()
+    bot = counter_bot(storage)
+
+    @bot.message_handler(commands=["huge"])
+    def huge(msg: Any) -> None:
+        msg.session.count = 2**70
+
+    bot.process_new_updates([text_update("/count"), text_update("/huge")])
+    assert stored(storage, "42")["count"] == 1
+    assert "count holds an integer too large for JSON" in log_errors.text and "'42'" in log_errors.text
+
+
 def test_added_field_gets_default_and_unknown_fields_survive() -> None:
     """An old record loads into a newer class, and fields a newer deploy wrote are kept on save."""
     storage = MemoryStorage()
