@@ -214,8 +214,11 @@ class _Watcher:
     def _after_fork(self) -> None:
         # In a forked child the watcher thread is gone, and every hold belongs to the parent's
         # updates: forget them without releasing anything (releasing an inherited file lock
-        # would unlock the parent's), and replace mutexes another thread may have held.
+        # would unlock the parent's), and replace mutexes another thread may have held. A child
+        # forked inside a handler finds its hold not held: it neither saves nor releases.
         for table in list(self.tables):
+            for hold in table._holders.values():
+                hold.held = False
             table._mutex = threading.Lock()
             table._holders = {}
             table._queues = {}

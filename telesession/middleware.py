@@ -162,8 +162,9 @@ class SessionMiddleware(BaseMiddleware, Generic[S]):
             if exception is None:
                 if hold.held:
                     self._save(hold.key, getattr(obj, self.attr, None), stored, before)
-                else:  # cannot happen while telebot calls us from the update's own frame
-                    logger.error("telesession: session %r lost its lock before saving; changes dropped", hold.key)
+                else:  # only in a child forked by the handler
+                    logger.error("telesession: this process was forked while session %r was loaded; the parent "
+                                 "saves it, this process's changes are dropped", hold.key)
         except Exception as e:
             self._log_failure(hold.key, e, "saving")
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from pathlib import Path
@@ -219,3 +220,36 @@ def test_skipped_post_process_never_leaks_the_lock(case: str, order: str, thread
     if threaded:
         bot.worker_pool.clear_exceptions()
         bot.stop_bot()
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_child_forked_in_a_handler_leaves_the_parents_update_alone(tmp_path: Path) -> None:
+    """A child forked while an update holds its key forgets that hold: it neither saves the
+    session nor releases the lock; the parent's update, still running, does both."""
+    storage = FileStorage(tmp_path)
+    bot = make_bot()
+    bot.setup_middleware(SessionMiddleware(initial=lambda: {"n": 0}, storage=storage))
+    parent = os.getpid()
+    seen_by_parent: list[object] = []
+
+    @bot.message_handler()
+    def fork_here(msg: Any, session: dict[str, int]) -> None:
+        session["n"] += 1
+        pid = os.fork()
+        if pid == 0:
+            session["n"] = 100
+            return  # the child returns through telebot's post_process, as the parent will
+        _, status = os.waitpid(pid, 0)
+        lock = storage._locks.path("5")
+        seen_by_parent.extend([os.waitstatus_to_exitcode(status), storage.has("5"), file_lock_is_free(lock)])
+
+    try:
+        bot.process_new_updates([text_update("hi", chat_id=5)])
+    except BaseException:
+        if os.getpid() != parent:
+            os._exit(1)
+        raise
+    if os.getpid() != parent:
+        os._exit(0)
+    assert seen_by_parent == [0, False, False]  # the child exited cleanly, saved nothing, kept the lock
+    assert stored(storage, "5") == {"n": 1} and file_lock_is_free(storage._locks.path("5"))
