@@ -6,6 +6,7 @@ import fcntl
 import itertools
 import os
 import logging
+import multiprocessing
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -132,3 +133,13 @@ def file_lock_is_free(path: Path) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def run_processes(target: Callable[..., object], args: list[tuple[Any, ...]], timeout: float = 120) -> None:
+    """Run ``target`` in one fresh (spawned) process per ``args`` entry, all at once; each must exit 0."""
+    workers = [multiprocessing.get_context("spawn").Process(target=target, args=a) for a in args]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout)
+        assert worker.exitcode == 0

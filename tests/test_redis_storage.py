@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from .conftest import stored
+from .conftest import run_processes, stored
 from .redis_server import RedisServer, free_port, make_redis_storage, redis_server  # noqa: F401
 
 from telesession.errors import CorruptRecordError, StorageError
@@ -226,14 +226,8 @@ def _increment(url: str, prefix: str, key: str, times: int) -> None:
 
 def test_processes_and_threads_lose_no_increment(redis_server: RedisServer) -> None:  # noqa: F811
     """4 processes x 2 threads x 50 locked read-modify-writes of one key: exactly 400."""
-    ctx = multiprocessing.get_context("spawn")
     prefix = f"inc-{uuid.uuid4().hex}:"
-    workers = [ctx.Process(target=_increment, args=(redis_server.url, prefix, "counter", 50)) for _ in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(120)
-        assert worker.exitcode == 0
+    run_processes(_increment, [(redis_server.url, prefix, "counter", 50)] * 4)
     store = RedisStorage.from_url(redis_server.url, prefix=prefix)
     assert store.get("counter") == {"n": 400}
     store.close()

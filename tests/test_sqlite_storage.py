@@ -19,6 +19,8 @@ import pytest
 from telesession.errors import CorruptRecordError, StorageError
 from telesession.storage.sqlite import SQLiteStorage
 
+from .conftest import run_processes
+
 SPAWN = multiprocessing.get_context("spawn")
 
 
@@ -200,12 +202,7 @@ def _increment(path: str, key: str, times: int) -> None:
 
 def test_processes_lose_no_increment(db: Path) -> None:
     """4 processes x 100 locked read-modify-writes of one key: exactly 400."""
-    workers = [SPAWN.Process(target=_increment, args=(str(db), "counter", 100)) for _ in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(120)
-        assert worker.exitcode == 0
+    run_processes(_increment, [(str(db), "counter", 100)] * 4)
     with SQLiteStorage(db) as storage:
         assert storage.get("counter") == {"n": 400}
 
@@ -218,12 +215,7 @@ def _write_many(path: str, worker: int, count: int) -> None:
 
 def test_concurrent_writers_wait_instead_of_failing(db: Path) -> None:
     """4 processes saving at once, no lock: the busy timeout queues them, nothing fails or goes missing."""
-    workers = [SPAWN.Process(target=_write_many, args=(str(db), n, 300)) for n in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(120)
-        assert worker.exitcode == 0
+    run_processes(_write_many, [(str(db), n, 300) for n in range(4)])
     with SQLiteStorage(db) as storage:
         assert len(list(storage.keys())) == 1200
 
