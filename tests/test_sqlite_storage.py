@@ -179,17 +179,6 @@ def test_closed_storage_raises_storage_error(db: Path) -> None:
         storage.get("k")
 
 
-def test_lock_released_from_another_thread(store: SQLiteStorage) -> None:
-    """__exit__ may run on another thread than __enter__ (telebot skips post_process)."""
-    hold = store.lock("k")
-    hold.__enter__()
-    finisher = threading.Thread(target=hold.__exit__, args=(None, None, None))
-    finisher.start()
-    finisher.join(5)
-    with store.lock("k"):
-        pass
-
-
 def _increment(path: str, key: str, times: int) -> None:
     storage = SQLiteStorage(path)
     for _ in range(times):
