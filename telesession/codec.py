@@ -316,17 +316,128 @@ def _locate(error: Exception, v: Any, fn: Fn, key: Fn | None = None) -> _Trail:
     return _trail(error, "")
 
 
-_zones: dict[tuple[int, str], tzinfo] = {}
+_zone: tuple[float, object, tzinfo] = (0.0, None, timezone.utc)  # (valid until, time.tzname, zone)
 
 
 def _local_tz() -> tzinfo:
     """The zone dataclasses-json gives decoded datetimes: the local offset in force NOW (not at
-    the timestamp), as ``datetime.now(timezone.utc).astimezone().tzinfo`` builds it, but cached."""
-    now = time.localtime()
-    zone = _zones.get((now.tm_gmtoff, now.tm_zone))
-    if zone is None:
-        zone = _zones[now.tm_gmtoff, now.tm_zone] = timezone(timedelta(seconds=now.tm_gmtoff), now.tm_zone)
+    the timestamp), as ``datetime.now(timezone.utc).astimezone().tzinfo`` builds it.
+
+    Cached until the next quarter hour of UTC (every zone in use changes its offset only at such
+    instants) or until ``time.tzset()`` replaces ``time.tzname``: ``time.localtime()`` costs more
+    than the rest of a datetime's decoding.
+    """
+    global _zone
+    until, names, zone = _zone
+    now = time.time()
+    if now < until and time.tzname is names:
+        return zone
+    names, local = time.tzname, time.localtime(now)
+    zone = timezone(timedelta(seconds=local.tm_gmtoff), local.tm_zone)
+    _zone = ((now // 900 + 1) * 900, names, zone)
     return zone
+
+
+# -- straight-line fast paths ----------------------------------------------------------------
+#
+# A codec's fast encode and decode are one generated function each, in which nested
+# dataclasses, lists, dicts and Optionals are written out as expressions instead of calls.
+# Each expression equals its hint's converter above (``_encoder``/``_decoder``) for every
+# value: it handles the usual shape itself and hands anything else to that converter.
+
+_INLINE_DEPTH = 4  # nested dataclasses written out inside one function; deeper ones are called
+
+
+class _Source:
+    """The names a generated function refers to, and fresh variable names for it."""
+
+    def __init__(self, **names: Any) -> None:
+        self.names = names
+        self._count = itertools.count()
+
+    def ref(self, value: Any) -> str:
+        name = f"_{next(self._count)}"
+        self.names[name] = value
+        return name
+
+    def var(self) -> str:
+        return f"v{next(self._count)}"
+
+    def function(self, header: str, body: str) -> Fn:
+        exec(f"def {header}:\n{body}", self.names)
+        return self.names[header.partition("(")[0]]  # type: ignore[no-any-return]
+
+
+def _bail() -> Any:
+    raise LookupError("not the usual shape")  # a fast path gives up: the reference path runs
+
+
+def _encode_inline(src: _Source, tp: Any, v: str, first: str, inlined: tuple[type, ...]) -> str:
+    """An expression whose value is ``_encoder(tp)[1](v)``; ``first`` is ``v``'s first mention (it may bind ``v``)."""
+    exact, fn = _encoder(tp)
+    call = f"{src.ref(fn)}({v})"
+    encoders = cfg.global_config.encoders
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if _registered(tp, encoders) or type(None) in encoders:
+        pass
+    elif origin in (Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        inner = args[1] if args[0] is type(None) else args[0]
+        return f"None if {first} is None else ({_encode_inline(src, inner, v, v, inlined)})"
+    elif exact is not _Never:
+        return f"{v} if type({first}) is {src.ref(exact)} else {call}"
+    elif tp is datetime:
+        return f"{src.ref(datetime.timestamp)}({v}) if type({first}) is {src.ref(datetime)} else {call}"
+    elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        codec = codec_for(tp)
+        if codec._inline_encode and tp not in inlined and len(inlined) < _INLINE_DEPTH:
+            fields = codec._fields_expr(src, v, (*inlined, tp))
+        else:  # looked up at each call: a class that contains itself gets its compiled encoder once built
+            fields = f"{src.ref(codec)}._encode({v})"
+        return f"{fields} if type({first}) is {src.ref(tp)} else {call}"
+    elif (origin or tp) in _SEQUENCE_HINTS:
+        item, x = args[0] if len(args) == 1 or args[1:] == (...,) else Any, src.var()
+        return f"[{_encode_inline(src, item, x, x, inlined)} for {x} in {v}] if type({first}) in {src.ref(_SEQUENCES)} else {call}"
+    elif (origin or tp) in (dict, abc.Mapping, abc.MutableMapping):
+        k, x = src.var(), src.var()
+        key = f"{src.ref(_walk_key)}({k})" if str in encoders else f"{k} if type({k}) is str else {src.ref(_walk_key)}({k})"
+        value = _encode_inline(src, args[1] if args else Any, x, x, inlined)
+        return f"{{({key}): {value} for {k}, {x} in {v}.items()}} if type({first}) is dict else {call}"
+    return f"{src.ref(fn)}({first})"
+
+
+def _decode_inline(src: _Source, tp: Any, v: str, first: str, nested: bool, inlined: tuple[type, ...]) -> str:
+    """An expression whose value is ``_decoder(tp, nested)[1](v)``, or that raises where that one would."""
+    exact, fn = _decoder(tp, nested)
+    call = f"{src.ref(fn)}({v})"
+    if nested and _registered(tp, cfg.global_config.decoders):
+        pass
+    elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        codec = codec_for(tp)
+        if codec._inline_decode and tp not in inlined and len(inlined) < _INLINE_DEPTH:
+            return f"{codec._construct_expr(src, v, (*inlined, tp))} if type({first}) is dict else {call}"
+        return f"{src.ref(codec)}._decode({first})"
+    elif dcj._is_supported_generic(tp) and tp is not str:
+        args = dcj_utils._get_type_args(tp)
+        if dcj_utils._issubclass_safe(tp, Enum) or not dcj_utils._is_collection(tp):
+            if dcj_utils._is_optional(tp) and args is not dcj_utils._NO_ARGS and len(args) == 2:
+                inner = _decode_inline(src, dcj_utils._get_type_arg_param(tp, 0), v, v, True, inlined)
+                return f"None if {first} is None else ({inner})"
+        elif getattr(tp, "__origin__", tp) in (list, dict) and not dcj_utils._is_counter(tp):
+            x = src.var()
+            if dcj_utils._is_mapping(tp):
+                k_type, v_type = dcj_utils._get_type_args(tp, (Any, Any))
+                if k_type in (None, Any, str) or isinstance(k_type, TypeVar):  # str keys stay as they are
+                    k, value = src.var(), _decode_inline(src, v_type, x, x, True, inlined)
+                    return f"{{({k} if type({k}) is str else {src.ref(_bail)}()): {value} for {k}, {x} in {v}.items()}} if type({first}) is dict else {call}"
+            elif not dcj_utils._is_tuple(tp):
+                item = dcj_utils._get_type_arg_param(tp, 0)
+                value = f"{src.ref(_copy)}({x})" if item is dcj_utils._NO_ARGS else _decode_inline(src, item, x, x, True, inlined)
+                return f"[{value} for {x} in {v}] if type({first}) is list else {call}"
+    elif dcj_utils._issubclass_safe(tp, datetime):
+        return f"{src.ref(datetime.fromtimestamp)}({v}, {src.ref(_local_tz)}()) if type({first}) is float else {call}"
+    elif exact is not _Never:
+        return f"{v} if type({first}) is {src.ref(exact)} else {call}"
+    return f"{src.ref(fn)}({first})"
 
 
 # -- the codec ------------------------------------------------------------------------------
@@ -363,10 +474,6 @@ def _positional_parameters(cls: type) -> list[str]:
     return [p.name for p in itertools.takewhile(lambda p: p.kind is p.POSITIONAL_OR_KEYWORD, parameters)]
 
 
-def _absent() -> Any:
-    raise LookupError("a field is absent")  # compiled decoders: let the loop handle it
-
-
 class Codec(Generic[T]):
     """Encodes and decodes one dataclass in dataclasses-json's format; get it from ``codec_for``."""
 
@@ -377,8 +484,13 @@ class Codec(Generic[T]):
         self._encode: Callable[[T], dict[str, Any]] = self._encode_loop
         self._encode_slow: Callable[[T], dict[str, Any]] = self._encode_walk
         self._decode: Callable[[Any], T] = self._decode_loop
-        self._encode_plan: list[tuple[str, str, Any, Fn, Fn | None, Fn | None]] = []
-        self._decode_plan: list[tuple[str, str | None, str | None, Any, Fn, bool]] = []
+        # Per field: (name, key, exact, fn, exclude, custom encoder, hint) and, for fields of
+        # __init__, (name, key, other key, exact, fn, required, hint or None with a custom decoder).
+        self._encode_plan: list[tuple[str, str, Any, Fn, Fn | None, Fn | None, Any]] = []
+        self._decode_plan: list[tuple[str, str | None, str | None, Any, Fn, bool, Any]] = []
+        self._by_position = 0  # how many leading fields __init__ takes by position
+        # Whether another codec's generated code may write this one's fields out in place.
+        self._inline_encode = self._inline_decode = False
 
     def __repr__(self) -> str:
         return f"codec_for({self.cls.__qualname__})"
@@ -437,47 +549,66 @@ class Codec(Generic[T]):
             raise TypeError(f"cannot resolve the type hints of {cls.__qualname__}: {e}") from e
         renamed = {keys[f.name]: f.name for f in fields if overrides[f.name].letter_case}  # last one wins, as there
         for f in fields:
-            o = overrides[f.name]
-            exact, fn, exclude = _field_encoder(hints[f.name], o.encoder, o.exclude)
-            self._encode_plan.append((f.name, keys[f.name], exact, fn, exclude, o.encoder))
+            o, hint = overrides[f.name], hints[f.name]
+            exact, fn, exclude = _field_encoder(hint, o.encoder, o.exclude)
+            self._encode_plan.append((f.name, keys[f.name], exact, fn, exclude, o.encoder, hint))
             if not f.init:
                 continue
             # The keys data can give this field in: its cased key, its own name unless that
             # name is another field's cased key. With both present, the later one wins.
             sources = list(dict.fromkeys([k for k, n in renamed.items() if n == f.name] + [f.name] * (f.name not in renamed)))
-            exact, fn = _field_decoder(hints[f.name], o.decoder)
+            exact, fn = _field_decoder(hint, o.decoder)
             required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-            self._decode_plan.append((f.name, (sources or [None])[0], (sources[1:] or [None])[0], exact, fn, required))
+            while dcj_utils._is_new_type(hint):
+                hint = hint.__supertype__
+            plan = (f.name, (sources or [None])[0], (sources[1:] or [None])[0], exact, fn, required, None if o.decoder else hint)
+            self._decode_plan.append(plan)
+        names = [name for name, *_ in self._decode_plan]
+        self._by_position = len(list(itertools.takewhile(lambda pair: pair[0] == pair[1], zip(names, _positional_parameters(cls)))))
         self._compile()
 
     def _compile(self) -> None:
-        """Straight-line versions of the two loops below: same plan, no loop, no kwargs dict.
+        """The fast paths: the loops below written out as one function per direction, with
+        nested dataclasses, lists, dicts and Optionals inline (see ``_encode_inline``).
 
         Decoding goes back to the loop on any failure (a field absent, bad data): it names the
         field, or fills the default as the dataclass would (a custom __init__ may differ).
         """
-        ns: dict[str, Any] = {"cls": self.cls, "M": _MISSING, "absent": _absent, "loop": self._decode_loop}
-        if all(exclude is None for _, _, _, _, exclude, _ in self._encode_plan):
-            items = []
-            for i, (name, key, exact, fn, _, _) in enumerate(self._encode_plan):
-                ns[f"e{i}"], ns[f"f{i}"] = exact, fn
-                items.append(f"{key!r}: v if type(v := obj.{name}) is e{i} else f{i}(v)")
-            exec(f"def encode(obj):\n    return {{{', '.join(items)}}}", ns)
-            self._encode = ns["encode"]
+        cls = self.cls
+        if all(exclude is None for _, _, _, _, exclude, _, _ in self._encode_plan):
+            src = _Source()
+            self._encode = src.function("encode(obj)", f"    return {self._fields_expr(src, 'obj', (cls,))}")
+            self._inline_encode = True
         if all(alt is None for _, _, alt, *_ in self._decode_plan):
-            names = [name for name, *_ in self._decode_plan]
-            by_position = len(list(itertools.takewhile(lambda pair: pair[0] == pair[1], zip(names, _positional_parameters(self.cls)))))
-            args = []
-            for i, (name, source, _, exact, fn, _) in enumerate(self._decode_plan):
-                ns[f"x{i}"], ns[f"d{i}"] = exact, fn
-                args.append(f"{name + '=' if i >= by_position else ''}absent() if (v := get({source!r}, M)) is M else v if v is None or type(v) is x{i} else d{i}(v)")
-            exec(f"def decode(data):\n    try:\n        get = data.get\n        return cls({', '.join(args)})\n"
-                 f"    except Exception:\n        return loop(data)", ns)
-            self._decode = ns["decode"]
+            src = _Source(loop=self._decode_loop)
+            construct = self._construct_expr(src, "data", (cls,))
+            self._decode = src.function("decode(data)", f"    try:\n        return {construct}\n    except Exception:\n        return loop(data)")
+            self._inline_decode = True
+
+    def _fields_expr(self, src: _Source, obj: str, inlined: tuple[type, ...]) -> str:
+        """A dict display of the stored form of the instance in variable ``obj``."""
+        items = []
+        for name, key, _, fn, _, encoder, hint in self._encode_plan:
+            v = src.var()
+            if encoder is None:
+                items.append(f"{key!r}: {_encode_inline(src, hint, v, f'({v} := {obj}.{name})', inlined)}")
+            else:
+                items.append(f"{key!r}: {src.ref(fn)}({obj}.{name})")
+        return f"{{{', '.join(items)}}}"
+
+    def _construct_expr(self, src: _Source, data: str, inlined: tuple[type, ...]) -> str:
+        """A constructor call decoding the dict in variable ``data``; an absent key raises KeyError."""
+        args = []
+        for i, (name, key, _, _, fn, _, hint) in enumerate(self._decode_plan):
+            v = src.var()
+            first = f"({v} := {data}[{key!r}])"
+            value = f"{src.ref(fn)}({v})" if hint is None else _decode_inline(src, hint, v, v, False, inlined)
+            args.append(f"{'' if i < self._by_position else name + '='}None if {first} is None else ({value})")
+        return f"{src.ref(self.cls)}({', '.join(args)})"
 
     def _encode_loop(self, obj: T) -> dict[str, Any]:
         out = {}
-        for name, key, exact, fn, exclude, _ in self._encode_plan:
+        for name, key, exact, fn, exclude, _, _ in self._encode_plan:
             v = getattr(obj, name)
             if exclude is not None and exclude(v):
                 continue
@@ -486,7 +617,7 @@ class Codec(Generic[T]):
 
     def _encode_walk(self, obj: T) -> dict[str, Any]:
         out = {}
-        for name, key, _, _, exclude, encoder in self._encode_plan:
+        for name, key, _, _, exclude, encoder, _ in self._encode_plan:
             try:
                 v = getattr(obj, name)
                 if exclude is None or not exclude(v):
@@ -501,7 +632,7 @@ class Codec(Generic[T]):
                 return None  # type: ignore[return-value]
             raise self._not_an_object(data)
         kwargs = {}
-        for name, key, alt, exact, fn, required in self._decode_plan:
+        for name, key, alt, exact, fn, required, _ in self._decode_plan:
             v = data.get(key, _MISSING)
             if alt is not None and alt in data:
                 v = data[next(k for k in reversed(data) if k == key or k == alt)]

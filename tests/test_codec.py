@@ -159,6 +159,30 @@ class Swapped:
         self.a, self.b = a, b
 
 
+@dataclass
+class Chain:
+    """Dataclasses nested past the depth the fast paths write out in one function."""
+
+    name: str
+    next: Optional[Chain] = None
+
+
+@dataclass
+class Deep:
+    """Nested shapes the fast paths write out in place, beside classes they must call instead."""
+
+    carts: list[Cart] = field(default_factory=list)
+    by_name: dict[str, Optional[Item]] = field(default_factory=dict)
+    maybe: Optional[list[Optional[Item]]] = None
+    grid: list[list[Flat]] = field(default_factory=list)
+    swapped: list[Swapped] = field(default_factory=list)
+    lifecycle: Optional[Lifecycle] = None
+    profile: Optional[Profile] = None
+    tree: Optional[Node] = None
+    chain: Optional[Chain] = None
+    stamps: dict[str, Optional[datetime]] = field(default_factory=dict)
+
+
 def dcj_encode(obj: Any) -> Any:
     """What dataclasses-json stores: to_json() where the class has it, its exact code otherwise."""
     if hasattr(obj, "to_json"):
@@ -242,6 +266,20 @@ STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
     ),
     "catch-all": st.builds(KeepsUnknown, name=text, rest=st.dictionaries(st.sampled_from(["a", "b"]), ints)),
 }
+chains = st.recursive(st.builds(Chain, name=text), lambda inner: st.builds(Chain, name=text, next=inner), max_leaves=7)
+STRATEGIES["deep"] = st.builds(
+    Deep,
+    carts=st.lists(STRATEGIES["cart"], max_size=2),
+    by_name=st.dictionaries(text, st.none() | items, max_size=3),
+    maybe=st.none() | st.lists(st.none() | items, max_size=3),
+    grid=st.lists(st.lists(flats, max_size=2), max_size=2),
+    swapped=st.lists(st.builds(Swapped, b=text, a=ints), max_size=2),
+    lifecycle=st.none() | st.builds(Lifecycle, a=ints, b=text, c=floats),
+    profile=st.none() | STRATEGIES["camel"],
+    tree=st.none() | STRATEGIES["recursive"],
+    chain=st.none() | chains,
+    stamps=st.dictionaries(text, st.none() | datetimes, max_size=3),
+)
 
 
 @pytest.mark.parametrize("kind", list(STRATEGIES))
@@ -270,7 +308,7 @@ any_values = st.recursive(
     | st.frozensets(ints | text, max_size=3),
     max_leaves=8,
 )
-FUZZED = [Flat, Item, Cart, Profile, Configured, Everything, Node, Exotic, KeepsUnknown, Lifecycle, Swapped]
+FUZZED = [Flat, Item, Cart, Profile, Configured, Everything, Node, Exotic, KeepsUnknown, Lifecycle, Swapped, Chain, Deep]
 
 
 @pytest.mark.parametrize("cls", FUZZED, ids=lambda c: c.__name__)
@@ -280,6 +318,39 @@ def test_any_data_decodes_as_dataclasses_json_does(cls: type, data: st.DataObjec
     """For arbitrary JSON under the class's keys, decode equals from_dict, or both fail (ours: DecodeError)."""
     keys = [json_key for f in dataclasses.fields(cls) for json_key in (f.name, camelcase(f.name), "chat")]
     record = data.draw(st.dictionaries(st.sampled_from(keys), json_values))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # dataclasses-json warns about nulls in non-Optional fields
+        try:
+            expected = dcj_decode(cls, record)
+        except Exception:
+            with pytest.raises(DecodeError):
+                codec_for(cls).decode(record)
+            return
+        assert codec_for(cls).decode(record) == expected
+
+
+def places(value: Any) -> list[tuple[Any, Any]]:
+    """Every (container, key or index) in a JSON value, depth first."""
+    found: list[tuple[Any, Any]] = []
+    for k, x in value.items() if type(value) is dict else enumerate(value) if type(value) is list else ():
+        found += [(value, k), *places(x)]
+    return found
+
+
+@pytest.mark.parametrize("kind", ["cart", "everything", "recursive", "deep"])
+@settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_record_changed_anywhere_decodes_as_dataclasses_json_does(kind: str, data: st.DataObject) -> None:
+    """A stored record with one value deep inside replaced or removed decodes as from_dict, or both fail."""
+    session = data.draw(STRATEGIES[kind])
+    cls, record = type(session), dcj_encode(session)
+    where = places(record)
+    if where:
+        container, k = data.draw(st.sampled_from(where))
+        if type(container) is dict and data.draw(st.booleans()):
+            del container[k]
+        else:
+            container[k] = data.draw(json_values)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # dataclasses-json warns about nulls in non-Optional fields
         try:
