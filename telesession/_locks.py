@@ -35,44 +35,55 @@ WATCH_INTERVAL = 0.01
 class Hold:
     """One update's hold on one key."""
 
-    __slots__ = ("key", "thread_id", "anchor", "on_release", "held", "_table")
+    __slots__ = ("key", "thread_id", "anchor", "on_release", "_table")
 
     def __init__(self, table: KeyLocks, key: str, anchor: FrameType):
         self._table = table
         self.key = key
         self.thread_id = threading.get_ident()
+        # The update's frame; None from the moment the release begins (or, in a forked child,
+        # for every hold of the parent's updates).
         self.anchor: FrameType | None = anchor
         # What else to release with this hold (the storage's cross-process lock).
         self.on_release: Callable[[], object] | None = None
-        self.held = True  # False from the moment its release begins
+
+    @property
+    def held(self) -> bool:
+        return self.anchor is not None
 
     def running(self, frames: dict[int, FrameType]) -> bool:
         """Whether the update that took this hold is still on its thread's stack."""
         frame = frames.get(self.thread_id)
+        anchor = self.anchor
         while frame is not None:
-            if frame is self.anchor:
+            if frame is anchor:
                 return True
             frame = frame.f_back
         return False
 
     def release(self) -> bool:
-        """Release the hold; ``False`` when it was already released (by the watcher)."""
+        """Release the hold; ``False`` when it was already released.
+
+        Two threads never release one hold at the same time, so this takes no mutex: the
+        update's own thread releases it while the update runs (in ``post_process``, or in
+        ``pre_process`` when loading fails), and the watcher only once the update is over,
+        which is after any release by its own thread has finished.
+        """
+        if self.anchor is None:
+            return False
+        self.anchor = None
+        if self.on_release is not None:  # the storage's lock first: nobody here may take the key before it is free
+            try:
+                self.on_release()
+            except Exception:
+                logger.exception("telesession: releasing the storage lock of session %r failed", self.key)
         table = self._table
-        with table._mutex:
-            if not self.held:
-                return False
-            self.held = False
-            if self.on_release is None:  # nothing else to release: done in one step
-                table._free(self)
-                return True
-        # The storage's lock goes first and outside the mutex: it may do I/O.
-        try:
-            self.on_release()
-        except Exception:
-            logger.exception("telesession: releasing the storage lock of session %r failed", self.key)
-        finally:
+        del table._holders[self.key]
+        if self.key in table._queues:  # read after the del: a waiter that registered before it is woken
             with table._mutex:
-                table._free(self)
+                queue = table._queues.get(self.key)
+                if queue is not None:
+                    queue.cond.notify()
         return True
 
 
@@ -87,7 +98,11 @@ class _Queue:
 
 
 class KeyLocks:
-    """A table of per-key locks; one per storage, so keys of one storage exclude each other."""
+    """A table of per-key locks; one per storage, so keys of one storage exclude each other.
+
+    Taking a free key and releasing a key nobody waits for take no mutex: ``dict.setdefault``
+    is atomic, and the mutex only orders waiters with the releases that wake them.
+    """
 
     def __init__(self) -> None:
         self._mutex = threading.Lock()
@@ -107,16 +122,15 @@ class KeyLocks:
         never end (two middlewares on one storage producing the same key).
         """
         hold = Hold(self, key, anchor)
-        with self._mutex:
-            holder = self._holders.setdefault(key, hold)
-            if holder is not hold:
-                self._wait(hold, holder)
+        holder = self._holders.setdefault(key, hold)
+        if holder is not hold:
+            self._wait(hold, holder)
         if _watcher.idle:
             _watcher.wake()
         return hold
 
     def _wait(self, hold: Hold, holder: Hold) -> None:
-        # Called with the mutex held; returns with ``hold`` holding its key.
+        # Returns with ``hold`` holding its key.
         key = hold.key
         if holder.thread_id == hold.thread_id and holder.running(sys._current_frames()):
             raise SessionKeyError(
@@ -124,33 +138,26 @@ class KeyLocks:
                 "on one storage produce the same key; give them key functions that differ",
                 key=key,
             )
-        queue = self._queues.get(key)
-        if queue is None:
-            queue = self._queues[key] = _Queue(self._mutex)
-        queue.waiters += 1
-        try:
-            while key in self._holders:
-                queue.cond.wait()
-            self._holders[key] = hold
-        finally:
-            queue.waiters -= 1
-            if not queue.waiters:
-                del self._queues[key]
-            elif key not in self._holders:  # interrupted while the key was free: pass the wake-up on
-                queue.cond.notify()
+        with self._mutex:
+            queue = self._queues.get(key)
+            if queue is None:
+                queue = self._queues[key] = _Queue(self._mutex)
+            queue.waiters += 1
+            try:
+                # Registered before looking: a release that deletes the key after this look
+                # finds the queue and wakes us.
+                while self._holders.setdefault(key, hold) is not hold:
+                    queue.cond.wait()
+            finally:
+                queue.waiters -= 1
+                if not queue.waiters:
+                    del self._queues[key]
+                elif key not in self._holders:  # interrupted while the key was free: pass the wake-up on
+                    queue.cond.notify()
 
     def holds(self) -> list[Hold]:
         """The holds taken right now."""
-        with self._mutex:
-            return list(self._holders.values())
-
-    def _free(self, hold: Hold) -> None:
-        # Called with the mutex held.
-        hold.anchor = None
-        del self._holders[hold.key]
-        queue = self._queues.get(hold.key)
-        if queue is not None:
-            queue.cond.notify()
+        return list(self._holders.values())
 
 
 class _Watcher:
@@ -201,7 +208,7 @@ class _Watcher:
     @staticmethod
     def _release_stale(holds: list[Hold]) -> None:
         frames = sys._current_frames()
-        stale = [hold for hold in holds if hold.held and not hold.running(frames)]
+        stale = [hold for hold in holds if hold.anchor is not None and not hold.running(frames)]
         del frames  # frame objects keep every local of every thread alive
         for hold in stale:
             if hold.release():
@@ -218,7 +225,7 @@ class _Watcher:
         # forked inside a handler finds its hold not held: it neither saves nor releases.
         for table in list(self.tables):
             for hold in table._holders.values():
-                hold.held = False
+                hold.anchor = None
             table._mutex = threading.Lock()
             table._holders = {}
             table._queues = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -132,6 +133,33 @@ def test_lock_table_does_not_grow_with_keys_seen() -> None:
     bot.message_handler(func=lambda m: True)(lambda m: m.session.update(n=1))
     bot.process_new_updates([text_update("x", chat_id=c) for c in range(2000)])
     assert len(_tables[storage]) == 0
+
+
+@pytest.mark.parametrize("threads, keys", [(2, "a"), (8, "abc")])
+def test_key_locks_exclude_and_wake_under_contention(threads: int, keys: str) -> None:
+    """Threads x 2,000 holds on few keys: never two inside one key, no wake-up lost, the table empty after."""
+    from telesession._locks import KeyLocks
+
+    locks, inside, overlaps = KeyLocks(), {k: 0 for k in keys}, []
+
+    def work(seed: int) -> None:
+        for i in range(2000):
+            key = keys[(seed + i) % len(keys)]
+            hold = locks.acquire(key, sys._getframe())
+            inside[key] += 1
+            if inside[key] != 1:
+                overlaps.append(key)
+            if i % 7 == 0:
+                time.sleep(0)  # let another thread run while holding
+            inside[key] -= 1
+            hold.release()
+
+    workers = [threading.Thread(target=work, args=(n,), daemon=True) for n in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(20)  # a lost wake-up leaves a thread waiting forever
+    assert not any(t.is_alive() for t in workers) and overlaps == [] and len(locks) == 0
 
 
 # -- no lock outlives its update -------------------------------------------------------------
