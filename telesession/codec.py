@@ -372,17 +372,19 @@ def _bail() -> Any:
     raise LookupError("not the usual shape")  # a fast path gives up: the reference path runs
 
 
-def _encode_inline(src: _Source, tp: Any, v: str, first: str, inlined: tuple[type, ...]) -> str:
-    """An expression whose value is ``_encoder(tp)[1](v)``; ``first`` is ``v``'s first mention (it may bind ``v``)."""
+def _encode_inline(src: _Source, tp: Any, v: str, first: str, inlined: tuple[type, ...], none: bool = False) -> str:
+    """An expression whose value is ``_encoder(tp)[1](v)``; ``first`` is ``v``'s first mention (it may bind ``v``).
+
+    ``none``: the value may be None, which is stored as None (an Optional's inside).
+    """
     exact, fn = _encoder(tp)
-    call = f"{src.ref(fn)}({v})"
+    call = f"(None if {v} is None else {src.ref(fn)}({v}))" if none else f"{src.ref(fn)}({v})"
     encoders = cfg.global_config.encoders
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if _registered(tp, encoders) or type(None) in encoders:
         pass
     elif origin in (Union, types.UnionType) and len(args) == 2 and type(None) in args:
-        inner = args[1] if args[0] is type(None) else args[0]
-        return f"None if {first} is None else ({_encode_inline(src, inner, v, v, inlined)})"
+        return _encode_inline(src, args[1] if args[0] is type(None) else args[0], v, first, inlined, none=True)
     elif exact is not _Never:
         return f"{v} if type({first}) is {src.ref(exact)} else {call}"
     elif tp is datetime:
@@ -402,26 +404,28 @@ def _encode_inline(src: _Source, tp: Any, v: str, first: str, inlined: tuple[typ
         key = f"{src.ref(_walk_key)}({k})" if str in encoders else f"{k} if type({k}) is str else {src.ref(_walk_key)}({k})"
         value = _encode_inline(src, args[1] if args else Any, x, x, inlined)
         return f"{{({key}): {value} for {k}, {x} in {v}.items()}} if type({first}) is dict else {call}"
-    return f"{src.ref(fn)}({first})"
+    return f"None if {first} is None else {src.ref(fn)}({v})" if none else f"{src.ref(fn)}({first})"
 
 
-def _decode_inline(src: _Source, tp: Any, v: str, first: str, nested: bool, inlined: tuple[type, ...]) -> str:
-    """An expression whose value is ``_decoder(tp, nested)[1](v)``, or that raises where that one would."""
+def _decode_inline(src: _Source, tp: Any, v: str, first: str, nested: bool, inlined: tuple[type, ...], none: bool = False) -> str:
+    """An expression whose value is ``_decoder(tp, nested)[1](v)``, or that raises where that one would.
+
+    ``none``: None decodes to None (a field's value, an Optional's inside).
+    """
     exact, fn = _decoder(tp, nested)
-    call = f"{src.ref(fn)}({v})"
+    call = f"(None if {v} is None else {src.ref(fn)}({v}))" if none else f"{src.ref(fn)}({v})"
     if nested and _registered(tp, cfg.global_config.decoders):
         pass
     elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
         codec = codec_for(tp)
         if codec._inline_decode and tp not in inlined and len(inlined) < _INLINE_DEPTH:
             return f"{codec._construct_expr(src, v, (*inlined, tp))} if type({first}) is dict else {call}"
-        return f"{src.ref(codec)}._decode({first})"
+        return f"None if {first} is None else {src.ref(codec)}._decode({v})" if none else f"{src.ref(codec)}._decode({first})"
     elif dcj._is_supported_generic(tp) and tp is not str:
         args = dcj_utils._get_type_args(tp)
         if dcj_utils._issubclass_safe(tp, Enum) or not dcj_utils._is_collection(tp):
             if dcj_utils._is_optional(tp) and args is not dcj_utils._NO_ARGS and len(args) == 2:
-                inner = _decode_inline(src, dcj_utils._get_type_arg_param(tp, 0), v, v, True, inlined)
-                return f"None if {first} is None else ({inner})"
+                return _decode_inline(src, dcj_utils._get_type_arg_param(tp, 0), v, first, True, inlined, none=True)
         elif getattr(tp, "__origin__", tp) in (list, dict) and not dcj_utils._is_counter(tp):
             x = src.var()
             if dcj_utils._is_mapping(tp):
@@ -437,7 +441,7 @@ def _decode_inline(src: _Source, tp: Any, v: str, first: str, nested: bool, inli
         return f"{src.ref(datetime.fromtimestamp)}({v}, {src.ref(_local_tz)}()) if type({first}) is float else {call}"
     elif exact is not _Never:
         return f"{v} if type({first}) is {src.ref(exact)} else {call}"
-    return f"{src.ref(fn)}({first})"
+    return f"None if {first} is None else {src.ref(fn)}({v})" if none else f"{src.ref(fn)}({first})"
 
 
 # -- the codec ------------------------------------------------------------------------------
@@ -602,8 +606,11 @@ class Codec(Generic[T]):
         for i, (name, key, _, _, fn, _, hint) in enumerate(self._decode_plan):
             v = src.var()
             first = f"({v} := {data}[{key!r}])"
-            value = f"{src.ref(fn)}({v})" if hint is None else _decode_inline(src, hint, v, v, False, inlined)
-            args.append(f"{'' if i < self._by_position else name + '='}None if {first} is None else ({value})")
+            if hint is None:  # a custom decoder
+                value = f"None if {first} is None else {src.ref(fn)}({v})"
+            else:
+                value = _decode_inline(src, hint, v, first, False, inlined, none=True)
+            args.append(f"{'' if i < self._by_position else name + '='}{value}")
         return f"{src.ref(self.cls)}({', '.join(args)})"
 
     def _encode_loop(self, obj: T) -> dict[str, Any]:
