@@ -14,6 +14,8 @@ same run, in interleaved rounds, because the machine is small and shared.
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import time
 from collections.abc import Callable
 from typing import Any
@@ -91,6 +93,7 @@ def main() -> None:
             per_update.profile(ctx, args.profile)
             return
         print(f"telesession benchmarks{' (quick)' if args.quick else ''}: {', '.join(names)}; temp dir {ctx.root}")
+        print(f"Python {platform.python_version()} ({platform.python_implementation()}), {os.cpu_count()} CPUs, {platform.platform()}")
         for name in names:
             BENCHMARKS[name](ctx)
         header("Targets")
