@@ -37,9 +37,9 @@ class SQLiteStorage(SessionStorage):
 
     The database runs in WAL mode with ``synchronous=NORMAL``: a committed save survives a
     crash of the process; a power loss may drop the last saves but never corrupts the
-    database. Saves spread over a million stored sessions cost about 3x those to ten: each
-    dirties its own page, written back and fsynced at the next WAL checkpoint (see
-    ``benchmarks/scale.py``); saves to a few hundred active ones among a million, under 2x.
+    database. Saves spread over a million stored sessions cost 2-3x those to ten: each
+    reads and dirties a page of its own, written back and fsynced at the next WAL checkpoint
+    (see ``benchmarks/scale.py``); saves to a few hundred active ones among a million, 1.5-2x.
     Keys are UTF-8 bytes, values orjson-encoded JSON; to read them by hand:
     ``SELECT CAST(key AS TEXT), CAST(value AS TEXT) FROM sessions``.
 
