@@ -48,9 +48,7 @@ def user_of(obj: Any) -> Any | None:
 
 def per_chat(obj: Any) -> str | None:
     """One session per chat: everyone in a group shares it. The default key."""
-    chat = getattr(obj, "chat", None)  # chat_of, written out: this runs for every update
-    if chat is None:
-        chat = getattr(getattr(obj, "message", None), "chat", None)
+    chat = chat_of(obj)
     return None if chat is None else str(chat.id)
 
 
