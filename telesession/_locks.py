@@ -208,7 +208,7 @@ class _Watcher:
     @staticmethod
     def _release_stale(holds: list[Hold]) -> None:
         frames = sys._current_frames()
-        stale = [hold for hold in holds if hold.anchor is not None and not hold.running(frames)]
+        stale = [hold for hold in holds if hold.held and not hold.running(frames)]
         del frames  # frame objects keep every local of every thread alive
         for hold in stale:
             if hold.release():
