@@ -16,6 +16,7 @@ import telebot
 from telebot.handler_backends import BaseMiddleware, CancelUpdate
 
 from telesession import FileStorage, MemoryStorage, SessionMiddleware, SessionStorage
+from telesession._locks import KeyLocks
 from telesession.middleware import _tables
 
 from .conftest import STORAGE_KINDS, Counter, file_lock_is_free, make_bot, stored, text_update
@@ -138,8 +139,6 @@ def test_lock_table_does_not_grow_with_keys_seen() -> None:
 @pytest.mark.parametrize("threads, keys", [(2, "a"), (8, "abc")])
 def test_key_locks_exclude_and_wake_under_contention(threads: int, keys: str) -> None:
     """Threads x 2,000 holds on few keys: never two inside one key, no wake-up lost, the table empty after."""
-    from telesession._locks import KeyLocks
-
     locks, inside, overlaps = KeyLocks(), {k: 0 for k in keys}, []
 
     def work(seed: int) -> None:
