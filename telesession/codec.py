@@ -8,7 +8,8 @@ that a value has the type its hint promised and otherwise hands it to ``_walk``,
 ``_decode_dataclass`` branch by branch, deciding edge cases with dataclasses-json's own helpers.
 Fixed-length tuples, Unions of several types, Counter, generic dataclasses (those fields), and
 ``undefined=...`` classes or two fields under one key (the whole class) go to dataclasses-json.
-The fast paths name no fields: on any failure the slow path runs again to say where it failed.
+The fast paths name no fields: on any failure the slow path runs again to say where it failed;
+after a RecursionError, a walk without recursion names where the session nests too deep.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import dataclasses
 import inspect
 import itertools
 import json
+import linecache
 import threading
 import time
 import types
@@ -33,11 +35,13 @@ from dataclasses_json import cfg
 from dataclasses_json import core as _dcj_core
 from dataclasses_json import utils as _dcj_utils
 
+from ._json import MAX_DEPTH, joined_path, shown_path
 from .errors import DecodeError, EncodeError
 
 __all__ = ["Codec", "JSONValue", "codec_for"]
 
 T = TypeVar("T")
+_E = TypeVar("_E", EncodeError, DecodeError)
 JSONValue = Union[dict[str, Any], list[Any], str, int, float, bool, None]
 Fn = Callable[[Any], Any]
 # dataclasses-json's own helpers, so that every edge case is decided as there (untyped).
@@ -58,11 +62,7 @@ class _Trail(Exception):
 
     def __init__(self, reason: str, error: BaseException | None = None) -> None:
         super().__init__(reason)
-        self.reason, self.error, self.segments = reason, error, list[str]()
-
-    @property
-    def path(self) -> str:
-        return "".join(reversed(self.segments)).lstrip(".")
+        self.reason, self.error, self.segments = reason, error, list[str]()  # innermost first
 
 
 def _trail(error: BaseException, segment: str) -> _Trail:
@@ -303,6 +303,8 @@ def _generic_decoder(tp: Any) -> tuple[Any, Fn]:
 
 def _locate(error: Exception, v: Any, fn: Fn, key: Fn | None = None) -> _Trail:
     """Name the item that made a comprehension fail by decoding again one item at a time."""
+    if isinstance(error, RecursionError):  # again would fail as deep, at every level on the way up
+        return _trail(error, "")
     try:
         for k, x in v.items() if key else enumerate(v):
             try:
@@ -346,6 +348,7 @@ def _local_tz() -> tzinfo:
 # value: it handles the usual shape itself and hands anything else to that converter.
 
 _INLINE_DEPTH = 4  # nested dataclasses written out inside one function; deeper ones are called
+_FIELD_BREAK = ",\n        "  # one field a line: a traceback's line then names the field
 
 
 class _Source:
@@ -363,9 +366,21 @@ class _Source:
     def var(self) -> str:
         return f"v{next(self._count)}"
 
-    def function(self, header: str, body: str) -> Fn:
-        exec(f"def {header}:\n{body}", self.names)
-        return self.names[header.partition("(")[0]]  # type: ignore[no-any-return]
+    def function(self, cls: type, verb: str, parameter: str, body: str) -> Fn:
+        """``def {verb}_{Class}({parameter}):`` then ``body``, compiled under a pseudo-filename
+        (``<telesession codec Cart.encode #1>``) whose source linecache holds, so that tracebacks,
+        debuggers and profilers show the generated lines and a readable name.
+        """
+        name = f"{verb}_{cls.__name__}" if cls.__name__.isidentifier() else verb
+        source = f"def {name}({parameter}):\n{body}\n"
+        filename = f"<telesession codec {cls.__qualname__}.{verb} #{next(_generated)}>"  # unique: names repeat
+        # mtime None: linecache.checkcache(), which every traceback calls, keeps the entry.
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        exec(compile(source, filename, "exec"), self.names)
+        return self.names[name]  # type: ignore[no-any-return]
+
+
+_generated = itertools.count(1)  # numbers the pseudo-filenames (codecs are built under _build_lock)
 
 
 def _bail() -> Any:
@@ -478,6 +493,50 @@ def _positional_parameters(cls: type) -> list[str]:
     return [p.name for p in itertools.takewhile(lambda p: p.kind is p.POSITIONAL_OR_KEYWORD, parameters)]
 
 
+def _too_deep(value: Any, hint: Any) -> list[str] | None:
+    """The path segments to the first dataclass, mapping or collection in ``value`` nested more
+    than MAX_DEPTH deep (stored, that is more than JSON holds); None if there is none.
+
+    Depth first, with a stack instead of recursion: this runs after recursion failed.
+    """
+    open_items = [iter([("", value, hint)])]
+    path: list[str] = []  # where the current item is: its segment in each open container
+    while open_items:
+        following = next(open_items[-1], None)
+        if following is None:
+            open_items.pop()
+            continue
+        del path[len(open_items) - 1 :]
+        segment, item, tp = following
+        path.append(segment)
+        inside = _inside(item, tp)
+        if inside is not None:
+            if len(open_items) > MAX_DEPTH:
+                return path[1:]  # without the "" of ``value`` itself
+            open_items.append(inside)
+    return None
+
+
+def _inside(value: Any, tp: Any) -> abc.Iterator[tuple[str, Any, Any]] | None:
+    """The parts of ``value`` as (segment, part, its hint), named as errors name them; None for a leaf.
+
+    ``value`` is a session object (encoding: ``tp`` is Any) or data for hint ``tp`` (decoding).
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return ((f".{f.name}", getattr(value, f.name, None), Any) for f in dataclasses.fields(value))
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        tp = args[0] if args[1] is type(None) else args[1]
+        args = typing.get_args(tp)
+    if type(value) is dict and isinstance(tp, type) and dataclasses.is_dataclass(tp) and codec_for(tp)._decode_plan:
+        return ((f".{name}", value[key], hint) for name, key, *_, hint in codec_for(tp)._decode_plan if key in value)
+    if isinstance(value, abc.Mapping):
+        return ((f"[{k!r}]", x, args[-1] if args else Any) for k, x in value.items())
+    if isinstance(value, abc.Collection) and not isinstance(value, (str, bytes, Enum)):
+        return ((f"[{i}]", x, args[0] if args else Any) for i, x in enumerate(value))
+    return None
+
+
 class Codec(Generic[T]):
     """Encodes and decodes one dataclass in dataclasses-json's format; get it from ``codec_for``."""
 
@@ -503,7 +562,9 @@ class Codec(Generic[T]):
         """``json.loads(value.to_json())`` of dataclasses-json, made directly: a dict of plain JSON types.
 
         A dataclass of another type is encoded with its own codec. Raises EncodeError, whose
-        ``path`` names the field (``items[2].price``), for a value dataclasses-json can't store.
+        ``path`` names the field (``items[2].price``), for a value dataclasses-json can't store,
+        and for one nested too deep for the stack (``path``: its first part nested more than
+        MAX_DEPTH deep, never a RecursionError). NaN and infinities pass: ``_json.dumps`` refuses them.
         """
         if type(value) is not self.cls:
             if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -516,25 +577,44 @@ class Codec(Generic[T]):
         try:
             return self._encode_slow(value)
         except Exception as e:
-            trail = _trail(e, "")
-            where = ".".join(filter(None, [self.cls.__qualname__, trail.path]))
-            raise EncodeError(f"cannot encode {where}: {trail.reason}", path=trail.path, original_error=trail.error) from trail.error
+            error = self._error(EncodeError, "encode", e, value, Any)
+        raise error from error.original_error
 
     def decode(self, data: JSONValue) -> T:
         """What dataclasses-json's ``from_dict(data)`` returns, sharing no list or dict with ``data``.
 
         Missing fields get their defaults, unknown keys are ignored, a null is kept as None
         (dataclasses-json only warns). Raises DecodeError with the field ``path`` when ``data``
-        doesn't fit: not an object, a required field missing, a value its type rejects.
+        doesn't fit: not an object, a required field missing, a value its type rejects, nesting
+        too deep for the stack (named as in ``encode``).
         """
         try:
             if data is None:
                 raise self._not_an_object(data)
             return self._decode(data)
         except Exception as e:
-            trail = _trail(e, "")
-            where = ".".join(filter(None, [self.cls.__qualname__, trail.path]))
-            raise DecodeError(f"cannot decode {where}: {trail.reason}", path=trail.path, original_error=trail.error) from trail.error
+            error = self._error(DecodeError, "decode", e, data, self.cls)
+        raise error from error.original_error
+
+    def _error(self, kind: type[_E], verb: str, error: Exception, value: Any, hint: Any) -> _E:
+        """The EncodeError or DecodeError for ``error``, raised in encoding or decoding ``value``.
+
+        A RecursionError is named by where ``value`` nests more than MAX_DEPTH deep, found
+        without recursion (the trail it left depends on how deep the caller's stack was).
+        """
+        trail = _trail(error, "")
+        segments, reason = trail.segments[::-1], trail.reason
+        if isinstance(trail.error, RecursionError):
+            try:
+                deep = _too_deep(value, hint)
+            except Exception:  # a part that fails even to be looked at: keep the trail's path
+                deep = None
+            if deep is not None:
+                segments, reason = deep, f"nested too deep (more than {MAX_DEPTH} levels)"
+            else:  # a caller deep in the stack, or a custom encoder, decoder or __init__ recursing
+                reason = f"nested too deep for the stack left ({reason})"
+        where = ".".join(filter(None, [self.cls.__qualname__, shown_path(segments)]))
+        return kind(f"cannot {verb} {where}: {reason}", path=joined_path(segments), original_error=trail.error)
 
     def _build(self) -> None:
         cls = self.cls
@@ -581,12 +661,14 @@ class Codec(Generic[T]):
         cls = self.cls
         if all(exclude is None for _, _, _, _, exclude, _, _ in self._encode_plan):
             src = _Source()
-            self._encode = src.function("encode(obj)", f"    return {self._fields_expr(src, 'obj', (cls,))}")
+            self._encode = src.function(cls, "encode", "obj", f"    return {self._fields_expr(src, 'obj', (cls,))}")
             self._inline_encode = True
         if all(alt is None for _, _, alt, *_ in self._decode_plan):
             src = _Source(loop=self._decode_loop)
             construct = self._construct_expr(src, "data", (cls,))
-            self._decode = src.function("decode(data)", f"    try:\n        return {construct}\n    except Exception:\n        return loop(data)")
+            # No second try after a RecursionError: each level would retry the levels below it.
+            body = f"    try:\n        return {construct}\n    except RecursionError:\n        raise\n    except Exception:\n        return loop(data)"
+            self._decode = src.function(cls, "decode", "data", body)
             self._inline_decode = True
 
     def _fields_expr(self, src: _Source, obj: str, inlined: tuple[type, ...]) -> str:
@@ -598,7 +680,7 @@ class Codec(Generic[T]):
                 items.append(f"{key!r}: {_encode_inline(src, hint, v, f'({v} := {obj}.{name})', inlined)}")
             else:
                 items.append(f"{key!r}: {src.ref(fn)}({obj}.{name})")
-        return f"{{{', '.join(items)}}}"
+        return f"{{{_FIELD_BREAK.join(items)}}}"
 
     def _construct_expr(self, src: _Source, data: str, inlined: tuple[type, ...]) -> str:
         """A constructor call decoding the dict in variable ``data``; an absent key raises KeyError."""
@@ -611,7 +693,7 @@ class Codec(Generic[T]):
             else:
                 value = _decode_inline(src, hint, v, first, False, inlined, none=True)
             args.append(f"{'' if i < self._by_position else name + '='}{value}")
-        return f"{src.ref(self.cls)}({', '.join(args)})"
+        return f"{src.ref(self.cls)}({_FIELD_BREAK.join(args)})"
 
     def _encode_loop(self, obj: T) -> dict[str, Any]:
         out = {}

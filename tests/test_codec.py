@@ -6,8 +6,10 @@ import dataclasses
 import enum
 import json
 import os
+import sys
 import threading
 import time
+import traceback
 import uuid
 import warnings
 from collections import Counter
@@ -25,6 +27,8 @@ from dataclasses_json.core import _asdict, _decode_dataclass, _ExtendedEncoder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from telesession import _json
+from telesession._json import MAX_DEPTH
 from telesession.codec import Codec, codec_for
 from telesession.errors import DecodeError, EncodeError
 
@@ -274,7 +278,7 @@ STRATEGIES["deep"] = st.builds(
     maybe=st.none() | st.lists(st.none() | items, max_size=3),
     grid=st.lists(st.lists(flats, max_size=2), max_size=2),
     swapped=st.lists(st.builds(Swapped, b=text, a=ints), max_size=2),
-    lifecycle=st.none() | st.builds(Lifecycle, a=ints, b=text, c=floats),
+    lifecycle=st.none() | st.builds(Lifecycle, a=st.integers(-(2**62), 2**62 - 1), b=text, c=floats),  # computed = 2a fits 64 bits
     profile=st.none() | STRATEGIES["camel"],
     tree=st.none() | STRATEGIES["recursive"],
     chain=st.none() | chains,
@@ -583,6 +587,151 @@ def test_errors_in_fallback_classes_are_wrapped() -> None:
         codec_for(KeepsUnknown).decode({"rest": 1})
     with pytest.raises(EncodeError):
         codec_for(Exotic).encode(Exotic(pair=(1, object())))  # type: ignore[arg-type]
+
+
+# -- depth, non-finite floats, generated code --------------------------------------------
+
+
+def chain(length: int) -> Chain:
+    """``length`` Chain links, each the ``next`` of the one before."""
+    link = Chain("end")
+    for i in range(length - 1):
+        link = Chain(str(i), link)
+    return link
+
+
+def chain_data(length: int) -> dict[str, Any]:
+    """The stored form of ``chain(length)``, built without recursion."""
+    data: dict[str, Any] = {"name": "end", "next": None}
+    for i in range(length - 1):
+        data = {"name": str(i), "next": data}
+    return data
+
+
+def nested_list(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def nested_dict(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+DEEP = 10_000
+TOO_DEEP = [  # (class, session, its stored form, the path to its first part deeper than MAX_DEPTH; the session is level 1)
+    (Chain, chain(DEEP), chain_data(DEEP), ".".join(["next"] * MAX_DEPTH)),
+    (Everything, Everything(extra=nested_list(DEEP)), {"extra": nested_list(DEEP)}, "extra" + "[0]" * (MAX_DEPTH - 1)),
+    (Everything, Everything(extra=nested_dict(DEEP)), {"extra": nested_dict(DEEP)}, "extra" + "['a']" * (MAX_DEPTH - 1)),
+    (Deep, Deep(maybe=[None, Item("a", "A", 1.0)], chain=chain(DEEP)), {"chain": chain_data(DEEP)}, "chain" + ".next" * (MAX_DEPTH - 1)),
+]
+
+
+@pytest.mark.parametrize("cls, session, data, path", TOO_DEEP, ids=["chain", "list", "dict", "inside"])
+def test_encode_nested_too_deep(cls: type, session: Any, data: Any, path: str) -> None:
+    """A session nested 10,000 deep is an EncodeError naming where it passes MAX_DEPTH, not a RecursionError."""
+    limit = sys.getrecursionlimit()
+    with pytest.raises(EncodeError) as caught:
+        codec_for(cls).encode(session)
+    assert caught.value.path == path
+    assert f"more than {MAX_DEPTH} levels" in str(caught.value) and "nested too deep" in str(caught.value)
+    assert isinstance(caught.value.original_error, RecursionError)
+    assert sys.getrecursionlimit() == limit
+
+
+@pytest.mark.parametrize("cls, session, data, path", TOO_DEEP, ids=["chain", "list", "dict", "inside"])
+def test_decode_nested_too_deep(cls: type, session: Any, data: Any, path: str) -> None:
+    """Data nested 10,000 deep is a DecodeError naming where it passes MAX_DEPTH, found without retrying each level."""
+    with pytest.raises(DecodeError) as caught:
+        codec_for(cls).decode(data)
+    assert caught.value.path == path
+    assert "nested too deep" in str(caught.value)
+
+
+def test_too_deep_message_shortens_the_path() -> None:
+    """The message shows the ends of a long path; the error's path is whole."""
+    with pytest.raises(EncodeError) as caught:
+        codec_for(Chain).encode(chain(DEEP))
+    assert str(caught.value) == f"cannot encode Chain.next.next.next.next...next.next.next.next: nested too deep (more than {MAX_DEPTH} levels)"
+
+
+def test_too_deep_error_does_not_depend_on_the_callers_stack() -> None:
+    """Called from deep in the stack, encode gives the same error: the path comes from the data, not the stack."""
+
+    def from_depth(frames: int) -> EncodeError:
+        if frames:
+            return from_depth(frames - 1)
+        with pytest.raises(EncodeError) as caught:
+            codec_for(Chain).encode(chain(DEEP))
+        return caught.value
+
+    shallow, deep = from_depth(0), from_depth(sys.getrecursionlimit() - 200)
+    assert (deep.path, str(deep)) == (shallow.path, str(shallow))
+
+
+def test_deeper_than_json_but_not_the_stack() -> None:
+    """A chain past MAX_DEPTH that the stack holds encodes and decodes; storing it is refused, named by stored keys."""
+    session = chain(MAX_DEPTH + 50)
+    stored = codec_for(Chain).encode(session)
+    assert codec_for(Chain).decode(stored) == session
+    with pytest.raises(EncodeError) as caught:
+        _json.dumps(stored, key="7")
+    assert caught.value.path == ".".join(["next"] * MAX_DEPTH) and "nested too deep" in str(caught.value)
+
+
+@dataclass
+class Priced:
+    price: float = float("nan")
+
+
+@pytest.mark.parametrize(
+    "session, path",
+    [
+        (Priced(), "price"),
+        (Priced(float("-inf")), "price"),
+        (Cart(1, [Item("a", "A", 1.0), Item("b", "B", float("inf"))]), "items[1].price"),
+        (Everything(extra={"rates": [0.5, float("nan")]}), "extra.rates[1]"),
+    ],
+)
+def test_non_finite_floats_are_refused_when_stored(session: Any, path: str) -> None:
+    """encode keeps NaN and infinities as dataclasses-json does; dumps then refuses them, naming the path in stored keys."""
+    stored = codec_for(type(session)).encode(session)
+    with pytest.raises(EncodeError) as caught:
+        _json.dumps(stored, key="1")
+    assert caught.value.path == path
+    assert f"{path} holds" in str(caught.value) and "which JSON can't hold" in str(caught.value)
+
+
+class Halt(BaseException):
+    """Passes every ``except Exception``, as KeyboardInterrupt would, so the traceback runs through generated code."""
+
+
+def _halt(value: Any) -> Any:
+    raise Halt(value)
+
+
+@dataclass
+class Halting:
+    count: int = 0
+    stop: int = field(default=0, metadata=config(encoder=_halt, decoder=_halt))
+
+
+def test_tracebacks_show_the_generated_source() -> None:
+    """A traceback through a generated function names it and shows its line, from a linecache entry."""
+    with pytest.raises(Halt) as caught:
+        codec_for(Halting).encode(Halting())
+    text = "".join(traceback.format_exception(caught.value))
+    assert "<telesession codec Halting.encode #" in text and "in encode_Halting" in text
+    assert "'stop': " in text and "(obj.stop)" in text  # the generated line, one field a line
+    with pytest.raises(Halt) as caught:
+        codec_for(Halting).decode({"count": 1, "stop": "x"})
+    text = "".join(traceback.format_exception(caught.value))
+    assert "<telesession codec Halting.decode #" in text and "in decode_Halting" in text
+    assert "data['stop']" in text
 
 
 # -- sharing and caching ------------------------------------------------------------------
