@@ -1,240 +1,230 @@
-"""Per-key locks inside one process that cannot outlive the update that took them.
+"""Per-key locks inside one process: one FIFO queue per key, handed from holder to waiter.
 
-telebot calls ``pre_process`` and ``post_process`` from one function call per update on one
-thread, and skips every ``post_process`` when another middleware cancels the update or raises
-(see REFERENCE.md). A lock released only in ``post_process`` would then stay held forever. So
-each hold is *anchored* to a frame on the holding thread's stack (telebot's dispatch call for
-that update): while the frame is on that thread's stack the update is still running, however
-slow; once it is gone, the update is over and the hold is stale. A watcher thread releases
-stale holds, the cross-process lock included, within ``WATCH_INTERVAL``. This is a liveness
-test, not a timeout: a slow handler keeps its lock as long as it runs.
+Everything that waits for a session key waits here: a thread in ``edit()``, an update parked
+by the sync middleware (its worker thread goes back to telebot), a task of the async
+middleware. When a key is released, it goes straight to the oldest waiter (never "free for
+whoever is fastest"), so the updates of one key run in the order they asked for it.
 
-Entries exist only while a key is held or awaited, so the table does not grow with the
-number of keys ever seen.
+A waiter is any object with ``granted(hold)``: called once, on the releasing thread, after the
+key is already the waiter's, so it must only hand the hold on (set an event, schedule a call)
+and never block. If it raises, the key passes to the next waiter.
+
+One table serves every storage object that names the same store (``SessionStorage.identity``).
+Entries exist only while a key is held or awaited, so a table does not grow with the number of
+keys ever seen. In a child forked while keys were held, every table starts empty: those holds
+belong to the parent's updates (see ``Hold.held``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-import sys
 import threading
-import time
 import weakref
-from types import FrameType
-from typing import Callable
-
-from .errors import SessionKeyError
+from collections import deque
+from collections.abc import Hashable
+from typing import Protocol
 
 logger = logging.getLogger("telesession")
 
-WATCH_INTERVAL = 0.01
-"""Seconds between two looks for stale holds (only while something is held)."""
+__all__ = ["Hold", "KeyLocks", "Waiter", "ThreadWaiter", "FutureWaiter", "table_for"]
+
+
+class Waiter(Protocol):
+    def granted(self, hold: Hold) -> None: ...
 
 
 class Hold:
-    """One update's hold on one key."""
+    """One holder's hold on one key. ``owner`` says who holds it (an update, an ``edit`` block)."""
 
-    __slots__ = ("key", "thread_id", "anchor", "on_release", "_table")
+    __slots__ = ("table", "key", "owner")
 
-    def __init__(self, table: KeyLocks, key: str, anchor: FrameType):
-        self._table = table
-        self.key = key
-        self.thread_id = threading.get_ident()
-        # The update's frame; None from the moment the release begins (or, in a forked child,
-        # for every hold of the parent's updates).
-        self.anchor: FrameType | None = anchor
-        # What else to release with this hold (the storage's cross-process lock).
-        self.on_release: Callable[[], object] | None = None
+    def __init__(self, table: KeyLocks, key: str, owner: object) -> None:
+        self.table, self.key, self.owner = table, key, owner
 
     @property
     def held(self) -> bool:
-        return self.anchor is not None
-
-    def running(self, frames: dict[int, FrameType]) -> bool:
-        """Whether the update that took this hold is still on its thread's stack."""
-        frame = frames.get(self.thread_id)
-        anchor = self.anchor
-        while frame is not None:
-            if frame is anchor:
-                return True
-            frame = frame.f_back
-        return False
+        """Whether this hold still holds its key (False once released, and in a forked child)."""
+        return self.table._holders.get(self.key) is self
 
     def release(self) -> bool:
-        """Release the hold; ``False`` when it was already released.
+        """Pass the key to its oldest waiter, or free it; ``False`` when it was no longer held."""
+        return self.table._release(self)
 
-        Two threads never release one hold at the same time, so this takes no mutex: the
-        update's own thread releases it while the update runs (in ``post_process``, or in
-        ``pre_process`` when loading fails), and the watcher only once the update is over,
-        which is after any release by its own thread has finished.
-        """
-        if self.anchor is None:
-            return False
-        self.anchor = None
-        if self.on_release is not None:  # the storage's lock first: nobody here may take the key before it is free
-            try:
-                self.on_release()
-            except Exception:
-                logger.exception("telesession: releasing the storage lock of session %r failed", self.key)
-        table = self._table
-        del table._holders[self.key]
-        if self.key in table._queues:  # read after the del: a waiter that registered before it is woken
-            with table._mutex:
-                queue = table._queues.get(self.key)
-                if queue is not None:
-                    queue.cond.notify()
-        return True
-
-
-class _Queue:
-    """The updates waiting for one key; exists only while somebody waits."""
-
-    __slots__ = ("cond", "waiters")
-
-    def __init__(self, mutex: threading.Lock) -> None:
-        self.cond = threading.Condition(mutex)
-        self.waiters = 0
+    def __repr__(self) -> str:
+        return f"<Hold {self.key!r} by {self.owner!r}{'' if self.held else ' (released)'}>"
 
 
 class KeyLocks:
-    """A table of per-key locks; one per storage, so keys of one storage exclude each other.
-
-    Taking a free key and releasing a key nobody waits for take no mutex: ``dict.setdefault``
-    is atomic, and the mutex only orders waiters with the releases that wake them.
-    """
+    """A table of per-key locks with FIFO hand-off; see the module docstring."""
 
     def __init__(self) -> None:
         self._mutex = threading.Lock()
         self._holders: dict[str, Hold] = {}  # key -> its hold, only while held
-        self._queues: dict[str, _Queue] = {}  # key -> its waiters, only while awaited
-        _watcher.tables.add(self)
+        self._queues: dict[str, deque[tuple[Waiter, object]]] = {}  # key -> (waiter, owner), only while awaited
+        _tables.add(self)
 
     def __len__(self) -> int:
         """How many keys are held or awaited right now."""
         with self._mutex:
             return len(self._holders.keys() | self._queues.keys())
 
-    def acquire(self, key: str, anchor: FrameType) -> Hold:
-        """Wait until ``key`` is free and hold it for the update running ``anchor``.
+    def holder(self, key: str) -> Hold | None:
+        """The hold on ``key`` right now, if any."""
+        return self._holders.get(key)
 
-        Raises ``SessionKeyError`` when this same update already holds ``key``: waiting would
-        never end (two middlewares on one storage producing the same key).
+    def try_acquire(self, key: str, owner: object) -> Hold | None:
+        """The key's hold if it is free (and nobody waits for it), else ``None``; never waits."""
+        with self._mutex:
+            if key in self._holders:
+                return None
+            hold = self._holders[key] = Hold(self, key, owner)
+            return hold
+
+    def acquire(self, key: str, owner: object, waiter: Waiter) -> Hold | None:
+        """The key's hold if it is free; else ``waiter`` joins the key's queue and ``None`` is returned.
+
+        A queued waiter's ``granted`` is called with the hold when its turn comes, unless
+        ``cancel`` took it out of the queue first.
         """
-        hold = Hold(self, key, anchor)
-        holder = self._holders.setdefault(key, hold)
-        if holder is not hold:
-            self._wait(hold, holder)
-        if _watcher.idle:
-            _watcher.wake()
-        return hold
+        with self._mutex:
+            if key not in self._holders:
+                hold = self._holders[key] = Hold(self, key, owner)
+                return hold
+            self._queues.setdefault(key, deque()).append((waiter, owner))
+            return None
 
-    def _wait(self, hold: Hold, holder: Hold) -> None:
-        # Returns with ``hold`` holding its key.
-        key = hold.key
-        if holder.thread_id == hold.thread_id and holder.running(sys._current_frames()):
-            raise SessionKeyError(
-                f"session key {key!r} is already held by this update: two SessionMiddlewares "
-                "on one storage produce the same key; give them key functions that differ",
-                key=key,
-            )
+    def cancel(self, key: str, waiter: Waiter) -> bool:
+        """Take ``waiter`` out of ``key``'s queue; ``False`` when it is not there (it was granted)."""
         with self._mutex:
             queue = self._queues.get(key)
             if queue is None:
-                queue = self._queues[key] = _Queue(self._mutex)
-            queue.waiters += 1
-            try:
-                # Registered before looking: a release that deletes the key after this look
-                # finds the queue and wakes us.
-                while self._holders.setdefault(key, hold) is not hold:
-                    queue.cond.wait()
-            finally:
-                queue.waiters -= 1
-                if not queue.waiters:
-                    del self._queues[key]
-                elif key not in self._holders:  # interrupted while the key was free: pass the wake-up on
-                    queue.cond.notify()
+                return False
+            for i, (queued, _) in enumerate(queue):
+                if queued is waiter:
+                    del queue[i]
+                    if not queue:
+                        del self._queues[key]
+                    return True
+            return False
+
+    def waiting(self, key: str) -> int:
+        """How many waiters are queued for ``key``."""
+        with self._mutex:
+            return len(self._queues.get(key, ()))
 
     def holds(self) -> list[Hold]:
         """The holds taken right now."""
-        return list(self._holders.values())
+        with self._mutex:
+            return list(self._holders.values())
 
-
-class _Watcher:
-    """One daemon thread per process that releases holds whose update has ended.
-
-    It looks every ``WATCH_INTERVAL`` while any table holds a key and sleeps otherwise. Taking
-    a hold costs it one attribute read: ``idle`` is set before the last look for holds, and a
-    hold is entered in its table before ``idle`` is read, so one of the two always sees the other.
-    """
-
-    def __init__(self) -> None:
-        self.tables: weakref.WeakSet[KeyLocks] = weakref.WeakSet()
-        self.idle = True
-        self._wakeup = threading.Event()
-        self._start = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def wake(self) -> None:
-        self.idle = False
-        if self._thread is None:
-            with self._start:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="telesession-watcher", daemon=True)
-                    self._thread.start()
-        self._wakeup.set()
-
-    def _holds(self) -> list[Hold]:
-        return [hold for table in list(self.tables) for hold in table.holds()]
-
-    def _run(self) -> None:
+    def _release(self, hold: Hold) -> bool:
+        key = hold.key
         while True:
-            self._wakeup.wait()
-            self._wakeup.clear()
-            while True:
-                time.sleep(WATCH_INTERVAL)
-                holds = self._holds()
-                if not holds:
-                    self.idle = True
-                    if not self._holds():
-                        break
-                    self.idle = False
-                    continue
-                try:
-                    self._release_stale(holds)
-                except Exception:  # the watcher must outlive any surprise, or waiters wait forever
-                    logger.exception("telesession: the lock watcher failed; retrying")
-
-    @staticmethod
-    def _release_stale(holds: list[Hold]) -> None:
-        frames = sys._current_frames()
-        stale = [hold for hold in holds if hold.held and not hold.running(frames)]
-        del frames  # frame objects keep every local of every thread alive
-        for hold in stale:
-            if hold.release():
-                logger.warning(
-                    "telesession: an update of session %r ended without post_process (another "
-                    "middleware cancelled it or raised); its lock was released and its changes dropped",
-                    hold.key,
-                )
+            with self._mutex:
+                if self._holders.get(key) is not hold:
+                    return False
+                queue = self._queues.get(key)
+                if not queue:
+                    del self._holders[key]
+                    return True
+                waiter, owner = queue.popleft()
+                if not queue:
+                    del self._queues[key]
+                hold = self._holders[key] = Hold(self, key, owner)
+            try:
+                waiter.granted(hold)  # outside the mutex: it may take other keys' locks
+                return True
+            except Exception:  # a broken waiter must not keep the key: pass it on
+                logger.exception("telesession: handing session %r to its next waiter failed; passing it on", key)
 
     def _after_fork(self) -> None:
-        # In a forked child the watcher thread is gone, and every hold belongs to the parent's
-        # updates: forget them without releasing anything (releasing an inherited file lock
-        # would unlock the parent's), and replace mutexes another thread may have held. A child
-        # forked inside a handler finds its hold not held: it neither saves nor releases.
-        for table in list(self.tables):
-            for hold in table._holders.values():
-                hold.anchor = None
-            table._mutex = threading.Lock()
-            table._holders = {}
-            table._queues = {}
-        self._thread = None
-        self._start = threading.Lock()
-        self._wakeup = threading.Event()
-        self.idle = True
+        self._mutex = threading.Lock()
+        self._holders = {}
+        self._queues = {}
 
 
-_watcher = _Watcher()
+class ThreadWaiter:
+    """A thread blocked until its key is granted (``edit()``, a lazily loaded session)."""
+
+    __slots__ = ("_event", "hold")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.hold: Hold | None = None
+
+    def granted(self, hold: Hold) -> None:
+        self.hold = hold
+        self._event.set()
+
+    def wait(self, table: KeyLocks, key: str) -> Hold:
+        """Wait for the grant; interrupted (KeyboardInterrupt, say), leave no hold behind."""
+        try:
+            self._event.wait()
+        except BaseException:
+            if not table.cancel(key, self):
+                self._event.wait()  # granted meanwhile: it is ours, so release it
+                assert self.hold is not None
+                self.hold.release()
+            raise
+        assert self.hold is not None
+        return self.hold
+
+
+class FutureWaiter:
+    """An asyncio task waiting for its key: the grant resolves a future on the task's loop."""
+
+    __slots__ = ("future", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.future: asyncio.Future[Hold] = loop.create_future()
+
+    def granted(self, hold: Hold) -> None:
+        if self._loop.is_closed():
+            hold.release()
+            return
+        self._loop.call_soon_threadsafe(self._resolve, hold)
+
+    def _resolve(self, hold: Hold) -> None:
+        if self.future.done():  # cancelled before the grant arrived: nobody will use it
+            hold.release()
+        else:
+            self.future.set_result(hold)
+
+    async def wait(self, table: KeyLocks, key: str) -> Hold:
+        """Await the grant; cancelled, leave no hold behind."""
+        try:
+            return await self.future
+        except asyncio.CancelledError:
+            if not table.cancel(key, self) and self.future.done() and not self.future.cancelled():
+                self.future.result().release()  # granted and resolved, but the task was cancelled first
+            # Otherwise: still queued (now removed), or the grant is on its way and _resolve releases it.
+            raise
+
+
+# Every table of this process (for fork), and the table of each store.
+_tables: weakref.WeakSet[KeyLocks] = weakref.WeakSet()
+_by_store: weakref.WeakValueDictionary[Hashable, KeyLocks] = weakref.WeakValueDictionary()
+_by_store_mutex = threading.Lock()
+
+
+def table_for(identity: Hashable) -> KeyLocks:
+    """The one table of the store ``identity`` names, made on first use."""
+    with _by_store_mutex:
+        table = _by_store.get(identity)
+        if table is None:
+            table = _by_store[identity] = KeyLocks()
+        return table
+
+
+def _after_fork_in_child() -> None:
+    global _by_store_mutex
+    _by_store_mutex = threading.Lock()
+    for table in list(_tables):
+        table._after_fork()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_watcher._after_fork)
+    os.register_at_fork(after_in_child=_after_fork_in_child)

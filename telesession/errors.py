@@ -14,6 +14,7 @@ __all__ = [
     "EncodeError",
     "DecodeError",
     "SessionKeyError",
+    "MigrationError",
 ]
 
 
@@ -98,3 +99,26 @@ class DecodeError(SessionError, ValueError):
 
 class SessionKeyError(SessionError, ValueError):
     """A session key is unusable: not a string, empty, or already held by the same update."""
+
+
+class MigrationError(SessionError, ValueError):
+    """A stored record can't be brought to this code's schema: it is newer, or a migration failed.
+
+    ``stored_version`` and ``code_version`` are the two schema numbers; ``step`` the migration
+    that failed (``None`` for a newer record). The record is left as it was.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        stored_version: int = 0,
+        code_version: int = 0,
+        step: int | None = None,
+        original_error: BaseException | None = None,
+    ):
+        super().__init__(message, key=key, original_error=original_error)
+        self.stored_version = stored_version
+        self.code_version = code_version
+        self.step = step

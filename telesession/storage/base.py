@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from typing import Any, TypeVar
 
 from .._json import dumps
+from ..errors import CorruptRecordError
 
 __all__ = ["SessionStorage", "Lease", "AsyncLease", "JSONValue", "dump_json"]
 
@@ -103,17 +104,21 @@ class SessionStorage(ABC):
 
         Returns the ``Lease``, which the caller ends with ``save``, ``delete`` or ``release``.
         ``blocking=False`` returns ``None`` instead of waiting when another process holds the
-        key; the default (built on ``lock``, which can only wait) always waits. Errors reading
-        the value release the hold before they propagate.
+        key; the default (built on ``lock``, which can only wait) always waits. A record that
+        exists but can't be read does not end the hold: the lease comes back with ``error`` set
+        (the ``CorruptRecordError``) and ``value`` None, so the caller can move it aside while
+        it holds the key. Any other error reading releases the hold before it propagates.
         """
         held = self.lock(key)
         held.__enter__()
         try:
-            value = self.get(key)
+            value, error = self.get(key), None
+        except CorruptRecordError as e:
+            value, error = None, e
         except BaseException as e:
             held.__exit__(type(e), e, e.__traceback__)
             raise
-        return _LockLease(self, key, held, value)
+        return _LockLease(self, key, held, value, error)
 
     def close(self) -> None:
         """Release connections and file handles. The storage is not used afterwards."""
@@ -133,34 +138,34 @@ class SessionStorage(ABC):
 
     # -- async twins: what async code awaits; by default the verbs above, in a thread --------
 
-    async def _call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    async def _blocking(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         if not self.blocking_io:
             return fn(*args, **kwargs)
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def aget(self, key: str) -> JSONValue | None:
-        return await self._call(self.get, key)
+        return await self._blocking(self.get, key)
 
     async def aset(self, key: str, value: JSONValue) -> None:
-        await self._call(self.set, key, value)
+        await self._blocking(self.set, key, value)
 
     async def adelete(self, key: str) -> None:
-        await self._call(self.delete, key)
+        await self._blocking(self.delete, key)
 
     async def ahas(self, key: str) -> bool:
-        return await self._call(self.has, key)
+        return await self._blocking(self.has, key)
 
     async def arename(self, key: str, new_key: str) -> bool:
-        return await self._call(self.rename, key, new_key)
+        return await self._blocking(self.rename, key, new_key)
 
     async def aclear(self) -> None:
-        await self._call(self.clear)
+        await self._blocking(self.clear)
 
     async def akeys(self) -> AsyncIterator[str]:
         """``keys()``, a page at a time from a thread (the loop never waits on the backend)."""
-        keys = await self._call(self.keys)
+        keys = await self._blocking(self.keys)
         while True:
-            page = await self._call(_page, keys, 500)
+            page = await self._blocking(_page, keys, 500)
             for key in page:
                 yield key
             if len(page) < 500:
@@ -181,7 +186,7 @@ class SessionStorage(ABC):
         return None if lease is None else _ThreadLease(lease, in_thread=True)
 
     async def aclose(self) -> None:
-        await self._call(self.close)
+        await self._blocking(self.close)
 
 
 def _page(keys: Iterator[str], size: int) -> list[str]:
@@ -205,10 +210,11 @@ class Lease:
     idempotent.
     """
 
-    __slots__ = ("value",)
+    __slots__ = ("value", "error")
 
-    def __init__(self, value: JSONValue | None) -> None:
+    def __init__(self, value: JSONValue | None, error: CorruptRecordError | None = None) -> None:
         self.value = value
+        self.error = error  # the record exists but could not be read (then value is None)
 
     def save(self, value: JSONValue, *, ttl: float | None = None) -> None:
         """Store ``value`` and release. ``ttl``: seconds after which a backend that can expire records may drop it."""
@@ -228,8 +234,15 @@ class _LockLease(Lease):
 
     __slots__ = ("_storage", "_key", "_held")
 
-    def __init__(self, storage: SessionStorage, key: str, held: contextlib.AbstractContextManager[object], value: JSONValue | None):
-        super().__init__(value)
+    def __init__(
+        self,
+        storage: SessionStorage,
+        key: str,
+        held: contextlib.AbstractContextManager[object],
+        value: JSONValue | None,
+        error: CorruptRecordError | None = None,
+    ):
+        super().__init__(value, error)
         self._storage, self._key = storage, key
         self._held: contextlib.AbstractContextManager[object] | None = held
 
@@ -277,10 +290,11 @@ class AsyncLease:
     hold is never left taken.
     """
 
-    __slots__ = ("value",)
+    __slots__ = ("value", "error")
 
-    def __init__(self, value: JSONValue | None) -> None:
+    def __init__(self, value: JSONValue | None, error: CorruptRecordError | None = None) -> None:
         self.value = value
+        self.error = error
 
     async def save(self, value: JSONValue, *, ttl: float | None = None) -> None:
         raise NotImplementedError
@@ -298,7 +312,7 @@ class _ThreadLease(AsyncLease):
     __slots__ = ("_lease", "_in_thread")
 
     def __init__(self, lease: Lease, in_thread: bool) -> None:
-        super().__init__(lease.value)
+        super().__init__(lease.value, lease.error)
         self._lease, self._in_thread = lease, in_thread
 
     async def _end(self, fn: Callable[..., None], *args: Any, **kwargs: Any) -> None:
