@@ -1,30 +1,29 @@
-"""SessionMiddleware: the only module that knows telebot's middleware hooks.
+"""SessionMiddleware: sessions for telebot's sync ``TeleBot``, a shell over ``SessionEngine``.
 
-One update flows one way: key -> lock -> read -> decode -> handlers -> encode -> compare ->
-write -> unlock. ``pre_process`` does the first half, ``post_process`` the second; when telebot
-skips ``post_process`` the lock is released by ``_locks`` once the update is over.
+One update flows one way: key -> hold (or park) -> read -> decode -> handlers -> encode ->
+compare -> write -> release. ``pre_process`` does the first half and ``post_process`` the
+second; ``_dispatch`` covers what telebot skips and replays parked updates.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import inspect
 import logging
 import sys
-import threading
-import time
-import weakref
-from types import FrameType
-from typing import Any, Callable, Generic, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from datetime import timedelta
+from typing import Any, Generic, TypeVar
 
-import orjson
-from telebot import TeleBot
+from telebot import types
 from telebot.handler_backends import BaseMiddleware, CancelUpdate
 
-from ._locks import Hold, KeyLocks
-from .codec import codec_for
-from .errors import CorruptRecordError, DecodeError, EncodeError, SessionError, SessionKeyError
-from .keys import KeyFunction, per_chat
-from .storage.base import JSONValue, SessionStorage
+from . import _dispatch
+from ._locks import Hold
+from ._record import Migration
+from .engine import Handle, SessionEngine
+from .errors import SessionError, SessionKeyError
+from .keys import KeyFunction, SessionKey, per_chat
+from .storage.base import SessionStorage
 from .storage.memory import MemoryStorage
 
 __all__ = ["SessionMiddleware", "UPDATE_TYPES"]
@@ -45,34 +44,51 @@ UPDATE_TYPES = [
 ]  # fmt: skip
 """Every update kind telebot 4.37 hands to class middlewares."""
 
-# Stored records are wrapped, so that TTL and versioned migrations can come without moving data.
-SCHEMA_VERSION = 0
-
-# JSON as orjson writes it, but refusing what would not come back as it went in (datetimes,
-# dataclasses, subclasses of str/int/dict/list) instead of silently turning it into strings.
-_DUMPS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
-
-_DISPATCH_CODE = TeleBot._run_middlewares_and_handler.__code__
-_tables: weakref.WeakKeyDictionary[SessionStorage, KeyLocks] = weakref.WeakKeyDictionary()
-_tables_mutex = threading.Lock()
+# Names telebot itself puts in ``data`` or gives a meaning as handler parameters.
+_TELEBOT_NAMES = frozenset({"data", "bot", "state"})
+_UPDATE_CLASSES = (
+    "Message", "CallbackQuery", "InlineQuery", "ChosenInlineResult", "ShippingQuery", "PreCheckoutQuery", "Poll",
+    "PollAnswer", "ChatMemberUpdated", "ChatJoinRequest", "MessageReactionUpdated", "MessageReactionCountUpdated",
+    "ChatBoostUpdated", "ChatBoostRemoved", "BusinessConnection", "BusinessMessagesDeleted", "PaidMediaPurchased",
+)  # fmt: skip
 
 
-class SessionMiddleware(BaseMiddleware, Generic[S]):
-    """Loads a session before the handlers and saves it after, one update per key at a time.
+class _Lazy:
+    """What ``obj.<attr>`` holds in a lazy middleware until ``of(obj)`` loads the session."""
+
+    __slots__ = ("attr",)
+
+    def __init__(self, attr: str) -> None:
+        self.attr = attr
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"the session is not loaded yet (lazy=True): call sessions.of(message) first, not message.{self.attr}.{name}")
+
+    def __getitem__(self, name: Any) -> Any:
+        raise TypeError(f"the session is not loaded yet (lazy=True): call sessions.of(message) first, not message.{self.attr}[{name!r}]")
+
+    __setitem__ = __getitem__
+
+    def __repr__(self) -> str:
+        return "<session not loaded: lazy=True, use sessions.of(obj)>"
+
+
+class _Shell(Generic[S]):
+    """What the sync and the async middleware share: the options, the engine, keys, and errors.
 
     ``initial``: a dataclass, or a zero-argument callable returning a dataclass instance or a
     dict; called anew for every new session (and once here, to learn the session's type).
     ``storage``: where sessions live; ``MemoryStorage()`` by default, which loses them on restart.
-    ``get_session_key``: update object -> key, ``None`` for "no session" (then ``obj.<attr>`` is
-    ``None`` and the handlers still run); see ``telesession.keys``. Default: per chat.
+    ``get_session_key``: update object -> key, ``None`` for "no session" (then ``obj.<attr>``
+    is ``None`` and the handlers still run); see ``telesession.keys``. Default: per chat.
     ``attr``: the attribute set on the update object and the name of the handler parameter
     that receives the session (``def h(message, session)``).
-
-    After the handlers the session is written only if its JSON changed. A handler that raised
-    discards its changes; assigning a new object to ``obj.<attr>`` saves that object;
-    assigning ``None`` deletes the record. A storage failure, an unreadable record or a session
-    that cannot be encoded is logged with its key and never reaches telebot's loop; when it
-    happens before the handlers, they do not run.
+    ``prefix``: stored keys are ``prefix + key``, so bots and middlewares can share a storage.
+    ``ttl`` (seconds or timedelta): a session not saved for longer counts as absent.
+    ``migrations``: ``{1: f1, ..., N: fN}``; records are upgraded on load, step by step.
+    ``lazy``: load nothing until a handler asks for the session.
+    ``on_unreadable``: ``"fail"`` (default: report, leave the record, skip the update) or
+    ``"quarantine"`` (move the record aside in the same storage, go on with a fresh session).
     """
 
     update_types = UPDATE_TYPES
@@ -84,190 +100,262 @@ class SessionMiddleware(BaseMiddleware, Generic[S]):
         storage: SessionStorage | None = None,
         get_session_key: KeyFunction = per_chat,
         attr: str = "session",
+        prefix: str = "",
+        ttl: float | timedelta | None = None,
+        migrations: Mapping[int, Migration] | None = None,
+        lazy: bool = False,
+        on_unreadable: str = "fail",
     ):
-        super().__init__()  # type: ignore[no-untyped-call]
+        _check_attr(attr)
+        if not callable(get_session_key):
+            raise TypeError(f"get_session_key must be a function of the update object, got {get_session_key!r}")
         if storage is None:
             logger.warning("telesession: no storage given, using MemoryStorage: sessions are lost when the bot restarts")
             storage = MemoryStorage()
-        if not attr.isidentifier():
-            raise ValueError(f"attr must be a Python identifier, got {attr!r}")
-        self.initial = initial
+        self.engine: SessionEngine[S] = SessionEngine(
+            initial=initial, storage=storage, prefix=prefix, ttl=ttl, migrations=migrations, on_unreadable=on_unreadable,
+            owns=get_session_key.pattern if isinstance(get_session_key, SessionKey) else None,
+        )
         self.storage = storage
         self.get_session_key = get_session_key
         self.attr = attr
-        self._slot = f"telesession.{attr}"  # where post_process finds what pre_process loaded
-        with _tables_mutex:
-            self._locks = _tables.setdefault(storage, KeyLocks())
-        # A storage that keeps the default lock() (no other process shares it) costs no call.
-        self._cross_process = type(storage).lock is not SessionStorage.lock
-
-        sample = initial()
-        if isinstance(sample, dict):
-            self._type: type = dict
-            self._decode: Callable[[Any], Any] = orjson.loads  # of the loaded bytes: a deep copy
-            self._encode: Callable[[Any], Any] = lambda session: session
-        elif dataclasses.is_dataclass(sample) and not isinstance(sample, type):
-            codec = codec_for(type(sample))
-            self._type = type(sample)
-            self._decode = codec.decode
-            self._encode = codec.encode
-        else:
-            raise TypeError(f"initial must make a dataclass instance or a dict, it made {type(sample).__name__}")
+        self.lazy = lazy
+        self._lazy = _Lazy(attr)
 
     def __repr__(self) -> str:
-        return f"SessionMiddleware({self._type.__name__}, {self.storage!r}, attr={self.attr!r})"
+        return f"{type(self).__name__}({self.engine.format.type.__name__}, {self.storage!r}, attr={self.attr!r})"
+
+    def key_of(self, obj: Any) -> str | None:
+        """``get_session_key(obj)``, checked: a non-empty str or ``None``; anything else raises ``SessionKeyError``."""
+        try:
+            key = self.get_session_key(obj)
+        except Exception as e:
+            raise SessionKeyError(f"get_session_key failed on a {type(obj).__name__}: {e!r}", original_error=e) from e
+        if key is not None and (not isinstance(key, str) or not key):
+            raise SessionKeyError(f"get_session_key returned {key!r} for a {type(obj).__name__}; a key is a non-empty str or None")
+        return key
+
+    def _key(self, key: str | Any) -> str:
+        if isinstance(key, str):
+            return key
+        found = self.key_of(key)
+        if found is None:
+            raise SessionKeyError(
+                f"{key!r} gives no session key: pass a key (per_chat.key(chat_id), per_user.key(user_id)) "
+                "or an update object that belongs to a chat"
+            )
+        return found
+
+    def _loaded(self, obj: Any) -> Any:
+        """``obj``'s session if this middleware loaded it for the running update; else raise saying why not."""
+        current = getattr(obj, self.attr, _MISSING)
+        update = obj.__dict__.get(_UPDATE) if hasattr(obj, "__dict__") else None
+        if current is not _MISSING and update is not None and self in update.handles:
+            return current
+        if current is None:
+            raise SessionKeyError(
+                f"this {type(obj).__name__} has no session of {self!r}: get_session_key gave no key for it "
+                "(it does not belong to a chat, or a user, as the key function needs)"
+            )
+        raise SessionError(
+            f"this {type(obj).__name__} has no session loaded by {self!r}: sessions.of() works for objects "
+            "handled through the middleware (bot.setup_middleware(...) on a bot made with use_class_middlewares=True, "
+            "an update type in update_types, and its update still running). Next-step and reply handlers bypass "
+            "middlewares: use `with sessions.edit(message) as session:` there."
+        )
+
+    def _moves(self, obj: Any) -> tuple[int, int, list[tuple[str, str]]] | None:
+        """For the service message of a group that became a supergroup: (old id, new id, the keys to move)."""
+        rule = self.get_session_key
+        to: Any = getattr(obj, "migrate_to_chat_id", None)
+        frm: Any = getattr(obj, "migrate_from_chat_id", None)
+        if not (to or frm) or not isinstance(rule, SessionKey) or getattr(obj, "chat", None) is None:
+            return None
+        old, new = (int(obj.chat.id), int(to)) if to else (int(frm), int(obj.chat.id))
+        return old, new, rule.moves(old, new, self.engine.keys)
+
+    def _log_failure(self, key: str, error: Exception, doing: str) -> None:
+        consequence = "the update was not handled" if doing == "loading" else "its changes were not saved"
+        logger.error("telesession: %s; %s", error, consequence, exc_info=error if error.__cause__ else None)
+
+
+class SessionMiddleware(_Shell[S], BaseMiddleware):
+    """Sessions for the sync ``TeleBot``: loads a session before the handlers and saves it after,
+    one update per key at a time (arguments: see ``_Shell``).
+
+    After the handlers the session is written only if its JSON changed. A handler that raised
+    discards its changes; assigning a new object to ``obj.<attr>`` saves that object;
+    assigning ``None`` deletes the record. A storage failure, an unreadable record or a session
+    that cannot be encoded is logged with its key and never reaches telebot's loop; when it
+    happens before the handlers, they do not run. An update whose key another update holds
+    gives its worker back and runs once the key is free (see ``_dispatch``).
+    """
 
     # -- telebot's hooks -------------------------------------------------------------------
 
     def pre_process(self, obj: Any, data: dict[str, Any]) -> CancelUpdate | None:
+        caller = sys._getframe(1)  # telebot's dispatch call when it called us directly (the usual case)
+        frame = caller if caller.f_code is _dispatch.DISPATCH_CODE else _dispatch_frame(caller)
         try:
-            key = self.get_session_key(obj)
-            if key is not None and (not isinstance(key, str) or not key):
-                raise SessionKeyError(f"get_session_key returned {key!r}; a key is a non-empty str or None")
-        except Exception:
-            logger.exception("telesession: get_session_key failed on a %s; the update was not handled", type(obj).__name__)
+            key = self.key_of(obj)
+        except SessionKeyError as e:
+            logger.error("telesession: %s; the update was not handled", e, exc_info=e.__cause__)
             return CancelUpdate()
+        if getattr(obj, "migrate_to_chat_id", None) or getattr(obj, "migrate_from_chat_id", None):
+            self._follow_migration(obj)
         if key is None:
             setattr(obj, self.attr, None)
             data[self.attr] = None
             return None
-
+        if self.lazy:
+            setattr(obj, self.attr, self._lazy)
+            return None
+        update = _dispatch.update_of(obj, frame)
+        got = update.granted.pop(self, None)  # what parking got for it: this is its replay
+        name = self.engine.prefix + key
+        if got is not None and (got.hold.key if isinstance(got, Handle) else got.key) != name:
+            # The key function gives another key this time: let the one it got go.
+            got.release() if isinstance(got, Hold) else self.engine.abandon(got)
+            got = None
         try:
-            caller = sys._getframe(1)  # telebot's dispatch call when it called us directly (the usual case)
-            hold = self._locks.acquire(key, caller if caller.f_code is _DISPATCH_CODE else _update_frame(caller))
+            if isinstance(got, Handle):
+                handle = got
+            else:
+                hold = got or self.engine.try_hold(key, update)
+                if hold is None:
+                    holder = self.engine.locks.holder(name)
+                    if holder is not None and holder.owner is update:
+                        raise SessionKeyError(
+                            f"session key {key!r} is already held by this update: two SessionMiddlewares on one "
+                            "storage produce the same key; give them key functions (or prefixes) that differ",
+                            key=key,
+                        )
+                    return _dispatch.park(update, self, obj, key, frame)
+                loaded = self.engine.load(hold, blocking=False)
+                if loaded is None:  # another process holds the key
+                    parked = _dispatch.park_elsewhere(update, self, obj, hold, frame)
+                    if parked is not None:
+                        return parked
+                    loaded = self.engine.load(hold)
+                    assert loaded is not None
+                handle = loaded
         except SessionError as e:
-            logger.error("telesession: %s; the update was not handled", e)
-            return CancelUpdate()
-        try:
-            if self._cross_process:
-                lock = self.storage.lock(key)
-                lock.__enter__()
-                hold.on_release = lambda: lock.__exit__(None, None, None)
-            session, stored, before = self._load(key)
-        except Exception as e:
-            hold.release()
             self._log_failure(key, e, "loading")
             return CancelUpdate()
-        setattr(obj, self.attr, session)
-        data[self.attr] = session
-        data[self._slot] = (hold, stored, before)  # for post_process
+        update.add(self, handle)
+        setattr(obj, self.attr, handle.session)
+        data[self.attr] = handle.session
         return None
 
     def post_process(self, obj: Any, data: dict[str, Any], exception: BaseException | None) -> None:
-        loaded: tuple[Hold, dict[str, Any] | None, Any] | None = data.pop(self._slot, None)
-        if loaded is None:
-            return  # no key, or loading failed
-        hold, stored, before = loaded
+        update = _dispatch.update_if_any(obj)
+        handle = update.pop(self) if update is not None else None
+        if handle is None:
+            return  # no key, lazy and never loaded, or loading failed
         try:
-            if exception is None:
-                if hold.held:
-                    self._save(hold.key, getattr(obj, self.attr, None), stored, before)
-                else:  # only in a child forked by the handler
-                    logger.error("telesession: this process was forked while session %r was loaded; the parent "
-                                 "saves it, this process's changes are dropped", hold.key)
-        except Exception as e:
-            self._log_failure(hold.key, e, "saving")
-        finally:
-            hold.release()
+            self.engine.finish(handle, getattr(obj, self.attr, None), save=exception is None)
+        except SessionError as e:
+            self._log_failure(handle.key, e, "saving")
 
-    # -- load and save ----------------------------------------------------------------------
+    # -- sessions from code ------------------------------------------------------------------
 
-    def _load(self, key: str) -> tuple[Any, dict[str, Any] | None, Any]:
-        """``(session, stored data or None, before)``; ``before`` is what ``_save`` compares with."""
-        record = self.storage.get(key)
-        if record is None:
-            session = self.initial()
-            return session, None, self._dumps(key, self._encode(session))
-        if not (isinstance(record, dict) and isinstance(stored := record.get("data"), dict)):
-            raise CorruptRecordError(
-                f"session {key!r} in {self.storage!r} is not a session record (no 'data' object); it was left as it is",
-                key=key,
-            )
+    def of(self, obj: Any) -> S:
+        """The session of the update object ``obj``, inside its handler (or filter), typed as the session class.
+
+        With ``lazy=True`` the first call loads it: it takes the key's lock (waiting, in this
+        worker, if another update holds it) and keeps it until the update ends. Raises
+        ``SessionKeyError`` when the update has no key (no chat, say), and ``SessionError``
+        when ``obj`` did not pass through this middleware.
+        """
+        if getattr(obj, self.attr, None) is self._lazy:
+            return self._load_lazily(obj)
+        return self._loaded(obj)  # type: ignore[no-any-return]
+
+    def _load_lazily(self, obj: Any) -> S:
+        frame = _dispatch.dispatch_frame(sys._getframe(2))
+        if frame is None:
+            raise SessionError("a lazy session loads inside a handler or filter of the update, not after it (use sessions.edit elsewhere)")
+        key = self.key_of(obj)
+        if key is None:
+            setattr(obj, self.attr, None)
+            raise SessionKeyError(f"this {type(obj).__name__} has no session: get_session_key gave no key for it")
+        update = _dispatch.update_of(obj, frame)
+        handle = self.engine.load(self.engine.hold(key, update))
+        assert handle is not None
+        update.add(self, handle)
+        setattr(obj, self.attr, handle.session)
+        return handle.session
+
+    def edit(self, key: str | Any) -> Any:
+        """A context manager holding the session of ``key`` as handlers do; saved on leaving if it changed.
+
+        ``key``: a key (``per_chat.key(chat_id)``), or an update object whose key
+        ``get_session_key`` gives (for next-step and reply handlers, which telebot runs without
+        middlewares). A fresh ``initial`` session when none is stored; dropped if the block
+        raises; across processes too where the storage locks. Waits while an update holds the
+        key; inside that update's own handler it raises ``SessionKeyError`` instead (use ``of``).
+        """
+        return self.engine.edit(self._key(key))
+
+    def get(self, key: str | Any) -> S | None:
+        """A copy of the stored session of ``key`` (or update object), or ``None``; creates nothing, holds nothing."""
+        return self.engine.get(self._key(key))
+
+    def delete(self, key: str | Any) -> bool:
+        """Remove the session of ``key`` (or update object), held as handlers hold it; ``False`` when there was none."""
+        return self.engine.delete(self._key(key))
+
+    def keys(self) -> Iterator[str]:
+        """This middleware's stored keys, as its key function made them (without ``prefix``), and only its own."""
+        return self.engine.keys()
+
+    def sweep(self) -> int:
+        """Remove records not saved for longer than ``ttl``; safe while the bot runs. Returns how many."""
+        return self.engine.sweep()
+
+    def move(self, old: str, new: str) -> bool:
+        """Move a session to another key if that key has none (both held); returns whether it moved."""
+        return self.engine.move(old, new)
+
+    def _follow_migration(self, obj: Any) -> None:
+        """A group became a supergroup (the service message in either chat): its sessions follow it."""
         try:
-            if self._type is dict:
-                raw = self._dumps(key, stored)
-                return orjson.loads(raw), stored, raw  # the loads: a deep copy
-            return self._decode(stored), stored, stored  # decode shares no list or dict with stored
-        except DecodeError as e:
-            raise DecodeError(
-                f"session {key!r} in {self.storage!r} does not fit {self._type.__name__}: {e}; it was left as it is",
-                path=e.path, key=key, original_error=e,
-            ) from e
-
-    def _save(self, key: str, session: Any, stored: dict[str, Any] | None, before: Any) -> None:
-        if session is None:
-            if stored is not None:
-                self.storage.delete(key)
-            return
-        if type(session) is not self._type:
-            raise EncodeError(f"session {key!r} must be a {self._type.__name__}, a handler set a {type(session).__name__}", key=key)
-        data = self._encode(session)
-        if type(before) is bytes:  # a dict session (JSON-checked here), or a new one: compare the JSON
-            changed = self._dumps(key, data) != before
-        else:  # a stored dataclass session (before is its stored data); the codec made plain JSON
-            if not before.keys() <= data.keys():
-                # Keep fields this version of the class does not know (written by a newer deploy).
-                data = {**data, **{name: value for name, value in before.items() if name not in data}}
-            # Unequal values are a change; equal ones may still differ as JSON (1 and True, 1.0).
-            changed = data != before or self._dumps(key, data) != self._dumps(key, before)
-        if not changed:
-            return
-        try:
-            self.storage.set(key, {"data": data, "schema": SCHEMA_VERSION, "saved_at": time.time()})
-        except EncodeError:  # JSON can't hold it (an int over 64 bits): name the field, if it is one
-            self._dumps(key, data)
-            raise
-
-    @staticmethod
-    def _dumps(key: str, data: JSONValue) -> bytes:
-        try:
-            return orjson.dumps(data, option=_DUMPS)
-        except TypeError as e:
-            path, what = _unstorable(data)
-            raise EncodeError(f"session {key!r} cannot be stored: {path or 'it'} holds {what}", path=path, key=key) from e
-
-    def _log_failure(self, key: str, error: Exception, doing: str) -> None:
-        consequence = "the update was not handled" if doing == "loading" else "its changes were not saved"
-        if isinstance(error, SessionError):
-            logger.error("telesession: %s; %s", error, consequence)
-        else:
-            logger.error("telesession: %s session %r in %r failed: %r; %s", doing, key, self.storage, error, consequence,
-                         exc_info=error)
+            found = self._moves(obj)
+            for old_key, new_key in found[2] if found else ():
+                if self.engine.move(old_key, new_key):
+                    logger.info("telesession: chat %s became %s: session %r moved to %r", found[0], found[1], old_key, new_key)  # type: ignore[index]
+        except SessionError as e:
+            logger.error("telesession: moving the sessions of a group that became a supergroup failed: %s", e)
 
 
-def _update_frame(caller: FrameType) -> FrameType:
-    """The frame of the update whose ``pre_process`` was called from ``caller``: telebot's dispatch call.
-
-    Found by its code object (a wrapper may stand between). When ``pre_process`` is called some
-    other way (by hand, in a test), the caller's frame stands in: the hold then lasts while that
-    caller runs.
-    """
-    frame: FrameType | None = caller
-    while frame is not None:
-        if frame.f_code is _DISPATCH_CODE:
-            return frame
-        frame = frame.f_back
-    return caller
+_MISSING: Any = object()
+_UPDATE = _dispatch.ATTR  # where an update object keeps what the middlewares loaded for it (sync and async)
 
 
-def _unstorable(value: Any, path: str = "") -> tuple[str, str]:
-    """The path of the first part of ``value`` that JSON cannot hold, and what it is."""
-    if isinstance(value, dict) and type(value) is dict:
-        for name, item in value.items():
-            if type(name) is not str:
-                return path, f"a key {name!r} that is not a str"
-            found = _unstorable(item, f"{path}.{name}" if path else name)
-            if found[0] or found[1]:
-                return found
-        return "", ""
-    if type(value) in (list, tuple):
-        for i, item in enumerate(value):
-            found = _unstorable(item, f"{path}[{i}]")
-            if found[0] or found[1]:
-                return found
-        return "", ""
-    if type(value) is int and not -(2**63) <= value < 2**64:
-        return path, f"an integer too large for JSON ({value})"
-    if value is None or type(value) in (str, int, float, bool):
-        return "", ""
-    return path, f"a {type(value).__name__}, which is not JSON"
+def _dispatch_frame(caller: Any) -> Any:
+    frame = _dispatch.dispatch_frame(caller)
+    if frame is None and _called_by_async_telebot(caller):
+        raise TypeError(
+            "SessionMiddleware is for the sync TeleBot; for AsyncTeleBot use "
+            "telesession.asyncio.AsyncSessionMiddleware (same arguments)"
+        )
+    return frame if frame is not None else caller
+
+
+def _called_by_async_telebot(caller: Any) -> bool:
+    try:
+        from telebot.async_telebot import AsyncTeleBot
+    except ImportError:  # pragma: no cover - aiohttp missing
+        return False
+    return bool(caller is not None and caller.f_code is AsyncTeleBot._run_middlewares_and_handlers.__code__)
+
+
+def _check_attr(attr: str) -> None:
+    if not isinstance(attr, str) or not attr.isidentifier():
+        raise ValueError(f"attr must be a Python identifier, got {attr!r}")
+    if attr in _TELEBOT_NAMES:
+        raise ValueError(f"attr={attr!r} collides with a name telebot itself puts in handler data (data, bot, state); choose another")
+    for name in _UPDATE_CLASSES:
+        cls = getattr(types, name, None)
+        if cls is not None and attr in inspect.signature(cls.__init__).parameters:
+            raise ValueError(f"attr={attr!r} would overwrite {name}.{attr} of telebot's update objects; choose another")

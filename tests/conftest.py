@@ -135,6 +135,27 @@ def file_lock_is_free(path: Path) -> bool:
         os.close(fd)
 
 
+def _held_elsewhere(kind: str, directory: str, key: str, result: Any) -> None:
+    storage = STORAGE_KINDS[kind](Path(directory))
+    lease = storage.acquire(key, blocking=False)
+    result.put(lease is None)
+    if lease is not None:
+        lease.release()
+    storage.close()
+
+
+def held_elsewhere(kind: str, tmp_path: Path, key: str) -> bool:
+    """Whether another (spawned) process finds ``key`` held in the ``kind`` storage at ``tmp_path`` right now."""
+    ctx = multiprocessing.get_context("spawn")
+    result = ctx.Queue()
+    process = ctx.Process(target=_held_elsewhere, args=(kind, str(tmp_path), key, result))
+    process.start()
+    try:
+        return bool(result.get(timeout=60))
+    finally:
+        process.join(60)
+
+
 def run_processes(target: Callable[..., object], args: list[tuple[Any, ...]], timeout: float = 120) -> None:
     """Run ``target`` in one fresh (spawned) process per ``args`` entry, all at once; each must exit 0."""
     workers = [multiprocessing.get_context("spawn").Process(target=target, args=a) for a in args]

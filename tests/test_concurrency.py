@@ -16,10 +16,9 @@ import telebot
 from telebot.handler_backends import BaseMiddleware, CancelUpdate
 
 from telesession import FileStorage, MemoryStorage, SessionMiddleware, SessionStorage
-from telesession._locks import KeyLocks
-from telesession.middleware import _tables
+from telesession._locks import KeyLocks, ThreadWaiter, table_for
 
-from .conftest import STORAGE_KINDS, Counter, file_lock_is_free, make_bot, stored, text_update
+from .conftest import STORAGE_KINDS, Counter, held_elsewhere, make_bot, stored, text_update
 
 
 class Done(BaseMiddleware):
@@ -133,7 +132,7 @@ def test_lock_table_does_not_grow_with_keys_seen() -> None:
     bot.setup_middleware(SessionMiddleware(initial=lambda: {"n": 0}, storage=storage))
     bot.message_handler(func=lambda m: True)(lambda m: m.session.update(n=1))
     bot.process_new_updates([text_update("x", chat_id=c) for c in range(2000)])
-    assert len(_tables[storage]) == 0
+    assert len(table_for(storage.identity())) == 0
 
 
 @pytest.mark.parametrize("threads, keys", [(2, "a"), (8, "abc")])
@@ -144,7 +143,8 @@ def test_key_locks_exclude_and_wake_under_contention(threads: int, keys: str) ->
     def work(seed: int) -> None:
         for i in range(2000):
             key = keys[(seed + i) % len(keys)]
-            hold = locks.acquire(key, sys._getframe())
+            waiter = ThreadWaiter()
+            hold = locks.acquire(key, seed, waiter) or waiter.wait(locks, key)
             inside[key] += 1
             if inside[key] != 1:
                 overlaps.append(key)
@@ -210,7 +210,7 @@ def test_skipped_post_process_never_leaks_the_lock(case: str, order: str, thread
     if where == "post_raise" and order == "session first":
         pytest.skip("an earlier post_process can only be skipped for a later middleware")
     logging.getLogger("TeleBot").setLevel(logging.CRITICAL)
-    storage = FileStorage(tmp_path)
+    storage = STORAGE_KINDS["file"](tmp_path)
     handled = Counter()
     bot = make_bot(threaded=threaded, num_threads=2)
     session = SessionMiddleware(initial=lambda: {"n": 0}, storage=storage)
@@ -240,10 +240,11 @@ def test_skipped_post_process_never_leaks_the_lock(case: str, order: str, thread
     sender.join(5)
     assert waited < 1.0, f"the next update waited {waited:.2f}s"
     deadline = time.monotonic() + 2
-    while len(_tables[storage]) and time.monotonic() < deadline:
+    table = table_for(storage.identity())
+    while len(table) and time.monotonic() < deadline:
         time.sleep(0.005)  # post_process of 'next' runs just after the handler
-    assert len(_tables[storage]) == 0
-    assert file_lock_is_free(storage._locks.path("5"))
+    assert len(table) == 0
+    assert not held_elsewhere("file", tmp_path, "5")
     if threaded:
         bot.worker_pool.clear_exceptions()
         bot.stop_bot()
@@ -253,7 +254,7 @@ def test_skipped_post_process_never_leaks_the_lock(case: str, order: str, thread
 def test_a_child_forked_in_a_handler_leaves_the_parents_update_alone(tmp_path: Path) -> None:
     """A child forked while an update holds its key forgets that hold: it neither saves the
     session nor releases the lock; the parent's update, still running, does both."""
-    storage = FileStorage(tmp_path)
+    storage = STORAGE_KINDS["file"](tmp_path)
     bot = make_bot()
     bot.setup_middleware(SessionMiddleware(initial=lambda: {"n": 0}, storage=storage))
     parent = os.getpid()
@@ -267,8 +268,7 @@ def test_a_child_forked_in_a_handler_leaves_the_parents_update_alone(tmp_path: P
             session["n"] = 100
             return  # the child returns through telebot's post_process, as the parent will
         _, status = os.waitpid(pid, 0)
-        lock = storage._locks.path("5")
-        seen_by_parent.extend([os.waitstatus_to_exitcode(status), storage.has("5"), file_lock_is_free(lock)])
+        seen_by_parent.extend([os.waitstatus_to_exitcode(status), storage.has("5"), held_elsewhere("file", tmp_path, "5")])
 
     try:
         bot.process_new_updates([text_update("hi", chat_id=5)])
@@ -278,5 +278,5 @@ def test_a_child_forked_in_a_handler_leaves_the_parents_update_alone(tmp_path: P
         raise
     if os.getpid() != parent:
         os._exit(0)
-    assert seen_by_parent == [0, False, False]  # the child exited cleanly, saved nothing, kept the lock
-    assert stored(storage, "5") == {"n": 1} and file_lock_is_free(storage._locks.path("5"))
+    assert seen_by_parent == [0, False, True]  # the child exited cleanly, saved nothing, left the parent's lock alone
+    assert stored(storage, "5") == {"n": 1} and not held_elsewhere("file", tmp_path, "5")

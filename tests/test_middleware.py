@@ -134,12 +134,12 @@ def test_session_is_passed_as_handler_parameter() -> None:
     """A handler declaring a parameter named like attr receives the session."""
     storage = MemoryStorage()
     bot = make_bot()
-    bot.setup_middleware(SessionMiddleware(initial=MySession, storage=storage, attr="state"))
+    bot.setup_middleware(SessionMiddleware(initial=MySession, storage=storage, attr="prefs"))
 
     @bot.message_handler(func=lambda m: True)
-    def h(msg: Any, state: MySession) -> None:
-        assert msg.state is state
-        state.count += 5
+    def h(msg: Any, prefs: MySession) -> None:
+        assert msg.prefs is prefs
+        prefs.count += 5
 
     bot.process_new_updates([text_update("x")])
     assert stored(storage, "42")["count"] == 5
@@ -283,7 +283,7 @@ def test_an_integer_too_large_for_json_names_the_field(log_errors: pytest.LogCap
 
     bot.process_new_updates([text_update("/count"), text_update("/huge")])
     assert stored(storage, "42")["count"] == 1
-    assert "count holds an integer too large for JSON" in log_errors.text and "'42'" in log_errors.text
+    assert "count holds an integer outside JSON's 64-bit range" in log_errors.text and "'42'" in log_errors.text
 
 
 def test_added_field_gets_default_and_unknown_fields_survive() -> None:
@@ -324,7 +324,7 @@ EVERY_KIND = {
     "edited_message": (lambda: {"edited_message": {**message(), "edit_date": 1}}, "42"),
     "channel_post": (lambda: {"channel_post": message(chat_id=-1001, user_id=None, kind="channel")}, "-1001"),
     "edited_channel_post": (lambda: {"edited_channel_post": message(chat_id=-1001, user_id=None, kind="channel")}, "-1001"),
-    "business_message": (lambda: {"business_message": message(business_connection_id="b")}, "42"),
+    "business_message": (lambda: {"business_message": message(business_connection_id="b")}, "business:b:42"),
     "callback_query": (lambda: {"callback_query": {"id": "c", "from": user(), "chat_instance": "i", "data": "d", "message": message(chat_id=-5, kind="group")}}, "-5"),
     "inline_callback_query": (lambda: {"callback_query": {"id": "c", "from": user(), "chat_instance": "i", "data": "d", "inline_message_id": "im"}}, None),
     "inline_query": (lambda: {"inline_query": {"id": "1", "from": user(), "query": "", "offset": ""}}, None),

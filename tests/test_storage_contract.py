@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from telesession import EncodeError, MemoryStorage, SessionStorage
 
-from .conftest import STORAGE_KINDS
+from .conftest import STORAGE_KINDS, held_elsewhere
 
 ODD_KEYS = ["../x", "/", "a/b", "..", ".", "\x00", "nul\x00in", "k" * 400, "🙂 emoji", "Case", "case", "%41", "~x", "", " "]
 
@@ -96,27 +94,6 @@ def test_lock_is_per_key_and_can_be_released_by_another_thread(storage: SessionS
 
 
 # -- the hold the engine takes: acquire, Lease, rename, identity --------------------------------
-
-
-def _held_elsewhere(kind: str, directory: str, key: str, result: Any) -> None:
-    """In another process: whether acquire(key, blocking=False) finds the key held."""
-    storage = STORAGE_KINDS[kind](Path(directory))
-    lease = storage.acquire(key, blocking=False)
-    result.put(lease is None)
-    if lease is not None:
-        lease.release()
-    storage.close()
-
-
-def held_elsewhere(kind: str, tmp_path: Path, key: str) -> bool:
-    ctx = multiprocessing.get_context("spawn")
-    result = ctx.Queue()
-    process = ctx.Process(target=_held_elsewhere, args=(kind, str(tmp_path), key, result))
-    process.start()
-    try:
-        return bool(result.get(timeout=60))
-    finally:
-        process.join(60)
 
 
 def test_acquire_reads_under_the_hold_and_save_writes_and_releases(storage: SessionStorage) -> None:
