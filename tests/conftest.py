@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import os
 import logging
@@ -120,19 +119,6 @@ def stored(storage: SessionStorage, key: str | int) -> Any:
 def log_errors(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.WARNING, logger="telesession")
     return caplog
-
-
-def file_lock_is_free(path: Path) -> bool:
-    """Whether nobody (in any process) holds the per-key lock file at ``path``."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
 
 
 def _held_elsewhere(kind: str, directory: str, key: str, result: Any) -> None:

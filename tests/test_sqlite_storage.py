@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import signal
 import sqlite3
+import stat
 import tempfile
 import threading
 import time
@@ -20,6 +21,7 @@ from telesession.errors import CorruptRecordError, StorageError
 from telesession.storage.sqlite import SQLiteStorage
 
 from .conftest import run_processes
+from .test_file_storage import byte_is_held, leased
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -257,3 +259,92 @@ def test_storage_survives_fork(store: SQLiteStorage) -> None:
     assert child.exitcode == 0
     assert store.get("from-child") == {"pid": child.pid}
     assert store.get("k") == {"v": 1}
+
+
+# -- one lock file, private files, rename, identity ---------------------------------------------
+
+
+def test_a_thousand_keys_leave_one_lock_file(db: Path) -> None:
+    """A thousand keys leased, saved and deleted leave the database's files and one lock file, nothing else."""
+    with SQLiteStorage(db) as storage:
+        for i in range(1000):
+            leased(storage, f"chat:{i}").save({"i": i})
+        for i in range(1000):
+            leased(storage, f"chat:{i}").delete()
+        names = sorted(os.listdir(db.parent))
+    assert names == ["sessions.db", "sessions.db-shm", "sessions.db-telesession.lock", "sessions.db-wal"]
+
+
+def test_one_key_in_two_tables_is_two_locks(db: Path) -> None:
+    """The table's name is part of a key's byte: holding k in one table leaves k free in another."""
+    first, other = SQLiteStorage(db, table="first"), SQLiteStorage(db, table="other")
+    lease = leased(first, "k")
+    assert byte_is_held(first._lock.path, first._lock.offset("k"))
+    assert not byte_is_held(other._lock.path, other._lock.offset("k"))
+    lease.release()
+    first.close()
+    other.close()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000], ids=oct)
+def test_database_files_are_private_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    """The database, its -wal and -shm and the lock file are 0600 under a umask of 022 or 000."""
+    previous = os.umask(umask)
+    try:
+        with SQLiteStorage(tmp_path / "s.db") as storage:
+            leased(storage, "k").save({"a": 1})
+            modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in tmp_path.iterdir()}
+    finally:
+        os.umask(previous)
+    assert modes == {name: "0o600" for name in ("s.db", "s.db-wal", "s.db-shm", "s.db-telesession.lock")}
+
+
+def test_a_database_others_could_read_is_narrowed(tmp_path: Path) -> None:
+    """An existing database of ours made 0644 (and its -wal, -shm) becomes owner-only when opened."""
+    db = tmp_path / "s.db"
+    previous = os.umask(0o022)
+    try:
+        conn = sqlite3.connect(db)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE t (x)")
+        conn.execute("INSERT INTO t VALUES (1)")
+        conn.commit()
+        assert stat.S_IMODE(db.stat().st_mode) == 0o644
+        SQLiteStorage(db).close()
+        modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in tmp_path.iterdir() if not p.name.endswith(".lock")}
+        conn.close()
+    finally:
+        os.umask(previous)
+    assert modes == {name: "0o600" for name in ("s.db", "s.db-wal", "s.db-shm")}
+
+
+def test_rename_moves_the_row_byte_for_byte(store: SQLiteStorage, db: Path) -> None:
+    """rename moves a row, unreadable too, with its value's bytes as they are, replacing a row at the new key."""
+    store.set("bad", {"v": 1})
+    store.set("new", {"v": 0})
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            conn.execute("UPDATE sessions SET value = ? WHERE key = ?", (b"{not json", b"bad"))
+        assert store.rename("bad", "new")
+        assert conn.execute("SELECT key, value FROM sessions").fetchall() == [(b"new", b"{not json")]
+    finally:
+        conn.close()
+    with pytest.raises(CorruptRecordError):
+        store.get("new")
+    assert not store.rename("bad", "x") and not store.has("x")
+    store.set("\udc80", {"s": 1})
+    assert store.rename("\udc80", "same") and store.rename("same", "same") and store.get("same") == {"s": 1}
+
+
+def test_repr_and_identity(tmp_path: Path, db: Path) -> None:
+    """repr names the file and table; one table of one file (through a symlink too) is one store, locked in one place."""
+    (tmp_path / "link.db").symlink_to(db)
+    storage, same, other = SQLiteStorage(db), SQLiteStorage(tmp_path / "link.db"), SQLiteStorage(db, table="other")
+    try:
+        assert repr(storage) == f"SQLiteStorage({str(db)!r}, table='sessions')"
+        assert same.identity() == storage.identity() != other.identity()
+        assert same._lock.path == storage._lock.path  # and they lock in one place
+    finally:
+        for s in (storage, same, other):
+            s.close()

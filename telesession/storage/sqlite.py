@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import sqlite3
+import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from ..errors import CorruptRecordError, StorageError
-from ._files import KeyLocks
+from ._files import HeldLease, LockFile, acquire_with
 from .base import JSONValue, SessionStorage, dump_json
 
 __all__ = ["SQLiteStorage"]
@@ -43,14 +43,20 @@ class SQLiteStorage(SessionStorage):
     Keys are UTF-8 bytes, values orjson-encoded JSON; to read them by hand:
     ``SELECT CAST(key AS TEXT), CAST(value AS TEXT) FROM sessions``.
 
-    ``lock(key)`` holds a lock file in ``<path>.locks/`` (one per key, kept after release),
-    so processes sharing the database exclude each other; the OS drops the lock of a process
-    that dies. Writers of several processes wait up to 30 s for each other (busy timeout).
+    Processes sharing the database exclude each other per key through one lock file beside it
+    (beside the real file, if ``path`` is a symlink), ``<path>-telesession.lock``, whatever the
+    number of keys (see ``_files.LockFile``; the name keeps clear of ``<path>.lock``, which
+    SQLite's dotfile locking uses); the OS frees a key when its holder dies. The
+    ``<path>.locks/`` directory of earlier versions is left alone: remove it by hand, and don't
+    run processes of both versions on one database at once (they lock in different places).
+    Writers of several processes wait up to 30 s for each other (busy timeout).
 
-    Missing parent directories and the database are created. A file that is not a SQLite
-    database, or a database or directory this process cannot write, raises ``StorageError``
-    naming the path here, at construction. ``table`` must be a plain SQL identifier
-    (``ValueError`` otherwise).
+    Missing parent directories and the database are created, readable by the owner only, so
+    that SQLite gives its ``-wal`` and ``-shm`` files the same mode, whatever the umask; an
+    existing database (and ``-wal``, ``-shm``) of this user that others could read is narrowed
+    to owner-only. A file that is not a SQLite database, or a database or directory this
+    process cannot write, raises ``StorageError`` naming the path here, at construction.
+    ``table`` must be a plain SQL identifier (``ValueError`` otherwise).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, table: str = "sessions"):
@@ -63,6 +69,8 @@ class SQLiteStorage(SessionStorage):
         self._has_sql = f'SELECT 1 FROM "{table}" WHERE key = ?'
         self._set_sql = f'INSERT INTO "{table}" (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'
         self._delete_sql = f'DELETE FROM "{table}" WHERE key = ?'
+        # OR REPLACE: a row already at the new key is deleted, in the same statement.
+        self._rename_sql = f'UPDATE OR REPLACE "{table}" SET key = ? WHERE key = ?'
         self._first_keys_sql = f'SELECT key FROM "{table}" ORDER BY key LIMIT {_KEYS_PAGE}'
         self._next_keys_sql = f'SELECT key FROM "{table}" WHERE key > ? ORDER BY key LIMIT {_KEYS_PAGE}'
         # One connection guarded by a lock, not one per thread: a get+set measured 12-14 us
@@ -71,10 +79,14 @@ class SQLiteStorage(SessionStorage):
         self._mutex = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._locks = KeyLocks(self.path.with_name(self.path.name + ".locks"))
+            _make_private(self.path)
             self._conn = self._connect()
         except (OSError, sqlite3.Error) as e:
             raise StorageError(f"cannot open SQLite session database {self._location}: {e}", location=self._location, original_error=e) from e
+        # Beside the real file (a symlinked path must lock where the others do); the table's name
+        # is mixed into each key's byte, so one key in two tables is two locks.
+        real = Path(os.path.realpath(self.path))
+        self._lock = LockFile(real.with_name(real.name + "-telesession.lock"), namespace=table)
 
     def _connect(self) -> sqlite3.Connection:
         self._pid = os.getpid()
@@ -96,23 +108,27 @@ class SQLiteStorage(SessionStorage):
             raise
         return conn
 
+    def _connection(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():
+            # Neither a connection nor a lock may cross fork(): the child makes its own and
+            # leaves the inherited connection alone (closing it could drop the parent's locks).
+            self._mutex = threading.Lock()
+            self._conn = self._connect()
+        return self._conn
+
+    def _error(self, action: str, key: str | None, e: sqlite3.Error) -> StorageError:
+        about = f"key {key!r}" if key is not None else "sessions"
+        return StorageError(
+            f"SQLite session database {self._location}: cannot {action} {about}: {e}", key=key, location=self._location, original_error=e
+        )
+
     def _run(self, action: str, key: str | None, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         try:
-            if self._pid != os.getpid():
-                # Neither a connection nor a lock may cross fork(): the child makes its own and
-                # leaves the inherited connection alone (closing it could drop the parent's locks).
-                self._mutex = threading.Lock()
-                self._conn = self._connect()
+            conn = self._connection()
             with self._mutex:
-                return self._conn.execute(sql, args).fetchall()
+                return conn.execute(sql, args).fetchall()
         except sqlite3.Error as e:
-            about = f"key {key!r}" if key is not None else "sessions"
-            raise StorageError(
-                f"SQLite session database {self._location}: cannot {action} {about}: {e}",
-                key=key,
-                location=self._location,
-                original_error=e,
-            ) from e
+            raise self._error(action, key, e) from e
 
     def get(self, key: str) -> JSONValue | None:
         """The stored value, or ``None``; a row that is not valid JSON raises ``CorruptRecordError``."""
@@ -142,7 +158,7 @@ class SQLiteStorage(SessionStorage):
         return bool(self._run("read", key, self._has_sql, (_raw(key),)))
 
     def clear(self) -> None:
-        """Delete every row of the table; lock files stay (see ``KeyLocks``)."""
+        """Delete every row of the table."""
         self._run("clear", None, f'DELETE FROM "{self.table}"')
 
     def keys(self) -> Iterator[str]:
@@ -155,11 +171,55 @@ class SQLiteStorage(SessionStorage):
                 return
             rows = self._run("list", None, self._next_keys_sql, (rows[-1][0],))
 
-    def lock(self, key: str) -> contextlib.AbstractContextManager[object]:
-        """Hold ``key`` against every process using this database (see the class docstring)."""
-        return self._locks.lock(key)
+    def acquire(self, key: str, *, blocking: bool = True) -> HeldLease | None:
+        """Hold ``key`` against every process using this table (a byte of the lock file), then read it."""
+        return acquire_with(self._lock, self, key, blocking)
+
+    def rename(self, key: str, new_key: str) -> bool:
+        """Move ``key``'s row to ``new_key`` (replacing a row there) in one statement; the value's bytes stay as they are."""
+        try:
+            conn = self._connection()
+            with self._mutex:
+                moved = conn.execute(self._rename_sql, (_raw(new_key), _raw(key))).rowcount
+        except sqlite3.Error as e:
+            raise self._error("rename", key, e) from e
+        return moved > 0
+
+    def identity(self) -> Hashable:
+        """The database's real path and the table: storages on one table of one file are one store."""
+        return ("sqlite", os.path.realpath(self.path), self.table)
 
     def close(self) -> None:
+        self._lock.close()
         with self._mutex:
             self._conn.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStorage({str(self.path)!r}, table={self.table!r})"
+
+
+def _make_private(path: Path) -> None:
+    """Create the database file owner-only, or narrow an existing one of ours (and its -wal, -shm).
+
+    SQLite creates a database 0644 less the umask, and gives the -wal and -shm files the mode
+    of the database file; so a database made 0600 here keeps all three private.
+    """
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except FileExistsError:
+        pass
+    else:
+        try:
+            os.fchmod(fd, 0o600)  # a umask such as 0o277 would have taken the owner's write bit
+        finally:
+            os.close(fd)
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            info = os.stat(f"{path}{suffix}")
+            if info.st_uid == os.geteuid() and info.st_mode & 0o077:
+                os.chmod(f"{path}{suffix}", stat.S_IMODE(info.st_mode) & 0o700)
+        except FileNotFoundError:
+            pass
 
