@@ -199,9 +199,9 @@ class Replay:
             if not (handler is not None and handler.handle(e)):
                 logger.error("telesession: a parked %s raised while it ran: %r", self.update_type, e, exc_info=e)
         finally:
-            if update.replay is self:
+            if update.replay is self:  # else it parked again: its next replay ends it
                 update.replay = None
-            update.end("an update of (parked, then replayed) ended without post_process:")
+                update.end("an update of (parked, then replayed) ended without post_process:")
 
     def drop(self, why: str | None = None) -> None:
         """The replay will never run (the bot stopped, or the update failed to load): release what it holds, once."""
