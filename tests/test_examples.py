@@ -14,9 +14,14 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def load(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    return run(name, tmp_path, monkeypatch)["bot"]
+
+
+def run(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The example's globals, run as a module (not as __main__: no polling)."""
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:TEST")
     monkeypatch.chdir(tmp_path)  # the examples keep ./sessions in the working directory
-    return runpy.run_path(str(EXAMPLES / f"{name}.py"), run_name="example")["bot"]
+    return runpy.run_path(str(EXAMPLES / f"{name}.py"), run_name="example")
 
 
 @pytest.mark.parametrize("name", ["counter", "typed_session", "custom_storage"])
@@ -55,3 +60,32 @@ def test_form_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert alice.ask("old").text == "A number, please."
         assert alice.ask("30").text == "Thanks, Alice (30)."
     assert list(bot.middlewares[0].storage.keys()) == []
+
+
+def test_scheduled_job_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The end-of-day job keeps the streaks of chats that checked in, breaks the others', while the bot runs."""
+    example = run("scheduled_job", tmp_path, monkeypatch)
+    with FakeBotAPI() as api, serve_bot(api, example["bot"]):
+        alice, bob = api.user(first_name="Alice"), api.user(first_name="Bob")
+        assert alice.ask("/checkin").text == "Streak: 1 day(s)"
+        assert bob.ask("/checkin").text == "Streak: 1 day(s)"
+        assert alice.ask("/checkin").text == "Streak: 1 day(s)"  # once a day
+        assert example["end_of_day"]() == 0
+        assert alice.ask("/checkin").text == "Streak: 2 day(s)"
+        assert example["end_of_day"]() == 1  # Bob did not check in today
+        assert bob.ask("/checkin").text == "Streak: 1 day(s)"
+        assert alice.ask("/checkin").text == "Streak: 3 day(s)"
+
+
+def test_migration_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sessions stored by version 0 of the bot load as today's Profile and are written back upgraded."""
+    from telesession import FileStorage
+
+    old = FileStorage(tmp_path / "sessions")
+    old.set("100001", {"data": {"name": "Ann Lee", "age": "31"}, "schema": 0, "saved_at": 1.0})
+    example = run("migration", tmp_path, monkeypatch)
+    with FakeBotAPI() as api, serve_bot(api, example["bot"]):
+        ann = api.user(100001, first_name="Ann")
+        assert ann.ask("/me").text == "Ann Lee, 31"
+        assert ann.ask("/birthday").text == "Happy birthday! Now 32."
+    assert old.get("100001")["schema"] == 2 and old.get("100001")["data"] == {"first_name": "Ann", "last_name": "Lee", "age": 32}
