@@ -7,8 +7,11 @@ second; ``_dispatch`` covers what telebot skips and replays parked updates.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
@@ -355,7 +358,21 @@ def _check_attr(attr: str) -> None:
         raise ValueError(f"attr must be a Python identifier, got {attr!r}")
     if attr in _TELEBOT_NAMES:
         raise ValueError(f"attr={attr!r} collides with a name telebot itself puts in handler data (data, bot, state); choose another")
+    for name, fields in _update_fields().items():
+        if attr in fields:
+            raise ValueError(f"attr={attr!r} would overwrite {name}.{attr} of telebot's update objects; choose another")
+
+
+@functools.cache
+def _update_fields() -> dict[str, frozenset[str]]:
+    """The attributes telebot's update objects set in ``__init__`` (many are not parameters of it)."""
+    found = {}
     for name in _UPDATE_CLASSES:
         cls = getattr(types, name, None)
-        if cls is not None and attr in inspect.signature(cls.__init__).parameters:
-            raise ValueError(f"attr={attr!r} would overwrite {name}.{attr} of telebot's update objects; choose another")
+        if cls is None:
+            continue
+        fields = set(inspect.signature(cls.__init__).parameters)
+        with contextlib.suppress(OSError, TypeError):
+            fields |= set(re.findall(r"self\.(\w+)\s*[:=]", inspect.getsource(cls.__init__)))
+        found[name] = frozenset(fields)
+    return found

@@ -503,3 +503,95 @@ def test_default_storage_warns_once(caplog: pytest.LogCaptureFixture) -> None:
     bot = counter_bot(None)  # type: ignore[arg-type]
     bot.process_new_updates([text_update("/count")] * 3)
     assert caplog.text.count("lost when the bot restarts") == 1
+
+
+# -- hardening: what JSON can't hold, misuse, internals -----------------------------------------
+
+
+@dataclass
+class Priced:
+    price: float = 1.0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("initial", [lambda: {"cart": {"price": 1.0}}, Priced], ids=["dict", "dataclass"])
+def test_nan_and_infinity_are_refused_with_key_and_path(initial: Any, bad: float, log_errors: pytest.LogCaptureFixture) -> None:
+    """NaN and infinities are not JSON: the save is refused naming key and field, the stored record stays (never null)."""
+    storage = MemoryStorage()
+    bot = make_bot()
+    bot.setup_middleware(SessionMiddleware(initial=initial, storage=storage))
+
+    @bot.message_handler(commands=["set"])
+    def set_price(msg: Any) -> None:
+        if isinstance(msg.session, dict):
+            msg.session["cart"]["price"] = 2.0 if msg.text == "/set ok" else bad
+        else:
+            msg.session.price = 2.0 if msg.text == "/set ok" else bad
+
+    bot.process_new_updates([text_update("/set ok"), text_update("/set bad")])
+    expected = {"cart": {"price": 2.0}} if isinstance(initial(), dict) else {"price": 2.0}
+    assert stored(storage, "42") == expected
+    path = "cart.price" if isinstance(initial(), dict) else "price"
+    assert f"{path} holds" in log_errors.text and "'42'" in log_errors.text
+
+
+def test_a_session_nested_ten_thousand_deep_is_refused_like_any_unstorable_value(log_errors: pytest.LogCaptureFixture) -> None:
+    """No RecursionError: the error names the key and (a shortened form of) the path."""
+    storage = MemoryStorage()
+    bot = make_bot()
+    bot.setup_middleware(SessionMiddleware(initial=lambda: {"n": 0}, storage=storage))
+
+    @bot.message_handler(func=lambda m: True)
+    def nest(msg: Any) -> None:
+        deep: dict[str, Any] = {}
+        for _ in range(10_000):
+            deep = {"a": deep}
+        msg.session["tree"] = deep
+
+    bot.process_new_updates([text_update("x")])
+    assert storage.get("42") is None
+    assert "RecursionError" not in log_errors.text and "'42'" in log_errors.text and "nested too deep" in log_errors.text
+
+
+@pytest.mark.parametrize("initial", [{"n": 0}, MySession()], ids=["dict instance", "dataclass instance"])
+def test_an_instance_for_initial_is_refused_naming_initial(initial: Any) -> None:
+    """initial={"n": 0} would share one dict between every chat: a TypeError naming initial, at construction."""
+    with pytest.raises(TypeError, match="initial must be a callable"):
+        SessionMiddleware(initial=initial, storage=MemoryStorage())
+
+
+@pytest.mark.parametrize("attr", ["state", "data", "bot", "text", "chat", "from_user", "json", "not an identifier"])
+def test_attr_names_telebot_uses_are_refused(attr: str) -> None:
+    """An attr telebot puts in data (state, bot, data) or that would overwrite an update field is refused at construction."""
+    with pytest.raises(ValueError, match=repr(attr) if attr.isidentifier() else "identifier"):
+        SessionMiddleware(initial=MySession, storage=MemoryStorage(), attr=attr)
+
+
+def test_handlers_taking_data_see_no_internals() -> None:
+    """A handler declared as (message, data) finds its session there and nothing of telesession's own."""
+    bot = make_bot()
+    bot.setup_middleware(SessionMiddleware(initial=MySession, storage=MemoryStorage()))
+    seen: list[dict[str, Any]] = []
+    bot.message_handler(func=lambda m: True)(lambda message, data: seen.append(dict(data)))
+    bot.process_new_updates([text_update("x")])
+    assert list(seen[0]) == ["session"] and isinstance(seen[0]["session"], MySession)
+
+
+def test_telebot_says_how_to_switch_class_middlewares_on(caplog: pytest.LogCaptureFixture) -> None:
+    """Without use_class_middlewares=True telebot refuses the middleware with a line naming the fix; of() names it too."""
+    caplog.set_level(logging.ERROR, logger="TeleBot")
+    bot = telebot.TeleBot("123:TEST", threaded=False)
+    sessions = SessionMiddleware(initial=MySession, storage=MemoryStorage())
+    bot.setup_middleware(sessions)
+    assert "use_class_middlewares=True" in caplog.text
+    seen: list[str] = []
+
+    @bot.message_handler(func=lambda m: True)
+    def handle(message: Any) -> None:
+        try:
+            sessions.of(message)
+        except Exception as e:
+            seen.append(str(e))
+
+    bot.process_new_updates([text_update("x")])
+    assert "use_class_middlewares=True" in seen[0]
