@@ -9,6 +9,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import math
+import os
+import platform
 import shutil
 import socket
 import statistics
@@ -200,9 +203,15 @@ class Context:
     results: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+def machine() -> str:
+    """The Python and the machine, for the head of every run's output."""
+    return f"Python {platform.python_version()} ({platform.python_implementation()}), {os.cpu_count()} CPUs, {platform.platform()}"
+
+
 @contextlib.contextmanager
 def context(quick: bool) -> Iterator[Context]:
-    """A temp dir (removed at exit) and a private redis-server (stopped at exit)."""
+    """A temp dir (removed at exit) and a private redis-server (stopped at exit); prints the machine first."""
+    print(machine(), flush=True)
     root = Path(tempfile.mkdtemp(prefix="telesession-bench-"))
     server = RedisServer(root / "redis")
     try:
@@ -237,6 +246,12 @@ def per_op_us(fn: Callable[[], object], ops: int) -> float:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by nearest rank: a value that occurred, never an interpolation."""
+    ordered = sorted(values)
+    return ordered[max(math.ceil(q / 100 * len(ordered)) - 1, 0)]
 
 
 def interleaved(cases: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:

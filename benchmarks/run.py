@@ -3,6 +3,7 @@
     python benchmarks/run.py                 # everything, a few minutes
     python benchmarks/run.py --quick         # smaller counts and sizes, under a minute
     python benchmarks/run.py --only races,codec
+    python benchmarks/run.py --only per_update,contention
     python benchmarks/run.py --profile memory:cart   # cProfile the per-update loop of one configuration
 
 One temp dir and one private redis-server (127.0.0.1, no persistence) serve every benchmark
@@ -14,14 +15,14 @@ same run, in interleaved rounds, because the machine is small and shared.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from collections.abc import Callable
 from typing import Any
 
 import codec_cost
+import contention
 import durable_write
+import memory_use
 import per_update
 import races
 import scale
@@ -33,7 +34,13 @@ BENCHMARKS: dict[str, Callable[[Context], None]] = {
     "scale": scale.run,
     "durable": durable_write.run,
     "races": races.run,
+    "memory": memory_use.run,
+    "contention": contention.run,
 }
+
+# The eager memory rows measured on the code before the engine rewrite (2e007d4, same machine):
+# "the eager rows no slower than before" is read against these.
+BEFORE_REWRITE = {"memory:counter": 1.70, "memory:counter:param": 2.02, "memory:cart": 3.80, "memory:cart:param": 4.03}
 
 
 def targets(ctx: Context) -> list[list[object]]:
@@ -45,10 +52,19 @@ def targets(ctx: Context) -> list[list[object]]:
         return "met" if ok else "MISSED"
 
     if "per_update" in r:
+        pu = r["per_update"]
         for name, limit in (("memory:counter", 2.0), ("memory:cart", 3.0)):
             for style, suffix in (("message.session", ""), ("a session parameter", ":param")):
-                x = r["per_update"][name + suffix]["ratio"]
-                rows.append([f"{name.replace(':', ' ')} <= {limit:.1f}x bare dispatch, handler reads {style}", f"{x:.2f}x", verdict(x <= limit)])
+                x = pu[name + suffix]["ratio"]
+                figure = f"{x:.2f}x (before the rewrite {BEFORE_REWRITE[name + suffix]:.2f}x)"
+                rows.append([f"{name.replace(':', ' ')} <= {limit:.1f}x bare dispatch, handler reads {style}", figure, verdict(x <= limit)])
+        for name in pu:
+            if name.endswith(":lazy"):
+                x = pu[name]["ratio"]
+                rows.append([f"lazy, untouched update <= 1.2x bare dispatch: {name.split(':')[0]}", f"{x:.2f}x", verdict(x <= 1.2)])
+        if "async:memory:counter" in pu:
+            x = pu["async:memory:counter"]["ratio"]
+            rows.append(["async memory counter <= 2.0x bare AsyncTeleBot dispatch", f"{x:.2f}x", verdict(x <= 2.0)])
     if "durable" in r:
         x = r["durable"]["ratio"]["changed"]
         rows.append(["FileStorage changed session <= 1.5x durable-write floor", f"{x:.2f}x", verdict(x <= 1.5)])
@@ -64,6 +80,11 @@ def targets(ctx: Context) -> list[list[object]]:
                 rows.append([f"{label} save at {goal:,} within 1.2x of at 10", f"at {largest:,} only: {figure}", "not checked (--quick)"])
             else:
                 rows.append([f"{label} save at {goal:,} within 1.2x of at 10", figure, verdict(x <= 1.2)])
+    if "memory" in r:
+        x = r["memory"]["ratio"]
+        rows.append(["MemoryStorage <= 1.3x the plain objects", f"{x:.2f}x ({r['memory']['stored']:,.0f} vs {r['memory']['plain']:,.0f} bytes/session)", verdict(x <= 1.3)])
+    if "contention" in r:
+        rows += contention_targets(r["contention"], verdict)
     if "races" in r:
         for name, lost in r["races"].items():
             if name.startswith("telesession"):
@@ -74,11 +95,40 @@ def targets(ctx: Context) -> list[list[object]]:
     return rows
 
 
+def contention_targets(c: dict[str, Any], verdict: Callable[[bool], str]) -> list[list[object]]:
+    rows: list[list[object]] = []
+    telesession = [name for name in c.get("slow", {}) if name.startswith("telesession")]
+    for name in telesession:
+        s = c["slow"][name]
+        figure = f"{s['vs_no_slow']:.2f}x ({s['done_ms']:,.0f} vs {s['no_slow_ms']:,.0f} ms)"
+        rows.append([f"slow chat: others within 1.3x of no slow chat ({name})", figure, verdict(s["vs_no_slow"] <= 1.3 and s["ok"])])
+    for name in telesession:
+        s = c["slow"][name]
+        figure = f"{s['vs_bare_slow']:.2f}x ({s['done_ms']:,.0f} vs {s['bare_slow_ms']:,.0f} ms"
+        figure += ")" if s["no_slow_ms"] <= s["bare_slow_ms"] else f"; {s['no_slow_ms']:,.0f} ms without the slow chat)"
+        label = f"slow chat: others no worse than bare telebot with the slow chat ({name})"
+        rows.append([label, figure, verdict(s["vs_bare_slow"] <= 1.0 and s["ok"])])
+    for name, a in c.get("album", {}).items():
+        if name.startswith("telesession"):
+            figure = f"{a['p99_vs_bare']:.2f}x ({a['p99_ms']:,.1f} vs {a['bare_p99_ms']:,.0f} ms; {a['no_album_p99_ms']:,.1f} ms without the album)"
+            rows.append([f"album: others' p99 <= bare telebot's ({name})", figure, verdict(a["p99_vs_bare"] <= 1.0 and a["ok"])])
+    blocked = c.get("blocked", {})
+    for name, b in blocked.items():
+        if name.startswith("telesession"):
+            rows.append([f"blocked chat, 2 workers: the others complete ({name})", b["figure"], verdict(b["done"])])
+    for name, b in blocked.items():
+        if not name.startswith("telesession"):
+            rows.append([f"  beside it: {name} (no per-chat order: both workers wait in the handler)", b["figure"], "-"])
+    problems = c.get("problems", [])
+    rows.append(["contention: no update lost, doubled or stuck", f"{len(problems)} problem(s)", verdict(not problems)])
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="telesession benchmarks")
     parser.add_argument("--quick", action="store_true", help="smaller counts and sizes, fewer rounds")
     parser.add_argument("--only", metavar="NAMES", help=f"comma-separated, from: {', '.join(BENCHMARKS)}")
-    parser.add_argument("--profile", metavar="KIND:SESSION", help="cProfile one per-update configuration (memory:cart, file:counter, bare ...)")
+    parser.add_argument("--profile", metavar="KIND:SESSION", help="cProfile one per-update configuration (memory:cart, file:counter, memory:lazy, bare ...)")
     args = parser.parse_args()
     names = list(BENCHMARKS)
     if args.only:
@@ -93,7 +143,6 @@ def main() -> None:
             per_update.profile(ctx, args.profile)
             return
         print(f"telesession benchmarks{' (quick)' if args.quick else ''}: {', '.join(names)}; temp dir {ctx.root}")
-        print(f"Python {platform.python_version()} ({platform.python_implementation()}), {os.cpu_count()} CPUs, {platform.platform()}")
         for name in names:
             BENCHMARKS[name](ctx)
         header("Targets")
