@@ -5,9 +5,11 @@ Bots here are real TeleBots polling over HTTP (threaded, 4 workers); nothing of 
 
 from __future__ import annotations
 
+import ast
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ import telebot
 from telebot import apihelper, types
 from telebot.apihelper import ApiTelegramException
 
+import telesession.testing
 from telesession.testing import FakeBotAPI, patched_api_url, serve_bot, updates
 
 TOKEN = "123:TEST"
@@ -77,6 +80,169 @@ def test_bot_answers_and_buttons_press(api: FakeBotAPI) -> None:
         assert all(call.status == 200 for call in api.calls())
     # Every reply was claimed by exactly one wait, in order.
     assert [m.text for m in api.messages(alice.id)] == ["Count: 1", "Count: 2", "Cart:  apple apple"]
+
+
+def readme_bot(token: str) -> telebot.TeleBot:
+    """README's "Testing your bot" bot, with a dict for the session (SessionMiddleware is tested elsewhere)."""
+    bot = telebot.TeleBot(token, use_class_middlewares=True)
+    sessions: dict[int, dict[str, int]] = {}
+    lock = threading.Lock()
+
+    def session(chat_id: int) -> dict[str, int]:
+        return sessions.setdefault(chat_id, {"count": 0})
+
+    @bot.message_handler(commands=["count"])
+    def count(message: types.Message) -> None:
+        with lock:
+            session(message.chat.id)["count"] += 1
+            n = session(message.chat.id)["count"]
+        bot.send_message(message.chat.id, f"Count: {n}")
+
+    @bot.message_handler(commands=["reset"])
+    def reset(message: types.Message) -> None:
+        keyboard = types.InlineKeyboardMarkup()
+        keyboard.add(types.InlineKeyboardButton("Yes, reset", callback_data="reset"))
+        bot.send_message(message.chat.id, "Reset the counter?", reply_markup=keyboard)
+
+    @bot.callback_query_handler(func=lambda call: call.data == "reset")
+    def do_reset(call: types.CallbackQuery) -> None:
+        with lock:
+            session(call.message.chat.id)["count"] = 0
+        bot.edit_message_text("Counter reset.", call.message.chat.id, call.message.message_id)
+        bot.answer_callback_query(call.id)
+
+    @bot.message_handler(commands=["mood"])
+    def mood(message: types.Message) -> None:
+        keyboard = types.ReplyKeyboardMarkup(resize_keyboard=True)
+        keyboard.add("Good", "Bad")
+        bot.send_message(message.chat.id, "How are you?", reply_markup=keyboard)
+
+    @bot.message_handler(func=lambda message: message.text in ("Good", "Bad"))
+    def answer(message: types.Message) -> None:
+        bot.send_message(message.chat.id, f"Noted: {message.text.lower()}", reply_markup=types.ReplyKeyboardRemove())
+
+    return bot
+
+
+def test_readme_example_with_a_dict_for_the_session() -> None:
+    """README's test, step for step: counts, an inline button, a reply keyboard, a group."""
+    with FakeBotAPI() as api, serve_bot(api, readme_bot("123:TEST")):
+        alice = api.user(first_name="Alice")
+        assert alice.ask("/count").text == "Count: 1"
+        assert alice.ask("/count").text == "Count: 2"
+
+        question = alice.ask("/reset")
+        alice.press(question, "Yes, reset")
+        assert api.wait_for_edit(question).text == "Counter reset."
+        assert alice.ask("/count").text == "Count: 1"
+
+        mood = alice.ask("/mood")
+        alice.press(mood, "Good")
+        assert alice.wait_for_reply().text == "Noted: good"
+
+        group = api.group("Friends")
+        bob = api.user(first_name="Bob")
+        assert group.ask(bob, "/count").text == "Count: 1"
+        assert group.ask(alice, "/count").text == "Count: 2"
+
+
+def keyboard_bot() -> telebot.TeleBot:
+    """Replies with a reply keyboard to /menu and /yesno, echoes other texts, removes the keyboard on /done."""
+    bot = new_bot()
+
+    @bot.message_handler(commands=["menu", "yesno", "phone", "done"])
+    def menu(message: types.Message) -> None:
+        command = message.text.split()[0][1:]
+        keyboard: Any = types.ReplyKeyboardMarkup(one_time_keyboard=True)
+        if command == "menu":
+            keyboard.row("Tea", "Coffee")
+            keyboard.row(types.KeyboardButton("Water"))
+        elif command == "yesno":
+            keyboard.add("Yes", "No")
+        elif command == "phone":
+            keyboard.add(types.KeyboardButton("Share phone", request_contact=True))
+        else:
+            keyboard = types.ReplyKeyboardRemove()
+        bot.send_message(message.chat.id, f"{command}?", reply_markup=keyboard,
+                         message_thread_id=message.message_thread_id)
+
+    @bot.message_handler(func=lambda m: True, content_types=["text", "contact"])
+    def echo(message: types.Message) -> None:
+        said = message.contact.phone_number if message.contact else message.text
+        bot.send_message(message.chat.id, f"{message.from_user.first_name}: {said}",
+                         message_thread_id=message.message_thread_id)
+
+    return bot
+
+
+def test_reply_keyboard_buttons_send_their_text(api: FakeBotAPI) -> None:
+    """A reply keyboard button sends its text as the user's message, while that keyboard is shown."""
+    with serve_bot(api, keyboard_bot()):
+        alice = api.user(first_name="Alice")
+        menu = alice.ask("/menu")
+        assert menu.reply_markup is None  # as Telegram: a reply keyboard is not part of the message
+        assert api.reply_keyboard(alice.id, menu.message_id) == api.reply_keyboard(alice.id)
+        assert api.reply_keyboard(alice.id)["keyboard"][0] == [{"text": "Tea"}, {"text": "Coffee"}]
+        sent = alice.press(menu, "Coffee")
+        assert isinstance(sent, types.Message) and (sent.text, sent.from_user.id) == ("Coffee", alice.id)
+        assert alice.wait_for_reply().text == "Alice: Coffee"
+        alice.press(menu, "Water")  # one_time_keyboard hides it; the user can still open it again
+        assert alice.wait_for_reply().text == "Alice: Water"
+        with pytest.raises(AssertionError, match=r"no button 'Milk' on the reply keyboard .*\['Tea', 'Coffee', 'Water'\]"):
+            alice.press(menu, "Milk")
+
+        question = alice.ask("/yesno")
+        with pytest.raises(AssertionError, match="reply keyboard of message .* is no longer shown"):
+            alice.press(menu, "Tea")  # the newer keyboard replaced it
+        alice.press(question, "Yes")
+        assert alice.wait_for_reply().text == "Alice: Yes"
+        alice.ask("/done")
+        assert api.reply_keyboard(alice.id) is None
+        with pytest.raises(AssertionError, match="no longer shown"):
+            alice.press(question, "No")
+
+        phone = alice.ask("/phone")
+        with pytest.raises(AssertionError, match=r"shares the user's phone number \(request_contact\).*api.send_as"):
+            alice.press(phone, "Share phone")
+        api.send_as(alice.json, alice.chat_id, contact={"phone_number": "+15550100", "first_name": "Alice"})
+        assert alice.wait_for_reply().text == "Alice: +15550100"
+
+        forum, bob = api.group("Cafe", forum=True), api.user(first_name="Bob")
+        in_topic = forum.ask(bob, "/menu", topic=3)
+        answer = bob.press(in_topic, "Tea")  # from Bob, in the group's topic
+        assert isinstance(answer, types.Message)
+        assert (answer.chat.id, answer.message_thread_id) == (forum.id, 3)
+        assert forum.wait_for_reply(topic=3).text == "Bob: Tea"
+
+
+def test_group_ask_waits_for_the_reply_in_the_group_or_topic(api: FakeBotAPI) -> None:
+    """FakeChat.ask sends as the user and returns the bot's next unclaimed message there (in the topic)."""
+    with serve_bot(api, shop_bot()):
+        alice, bob = api.user(first_name="Alice"), api.user(first_name="Bob")
+        group = api.group("Friends")
+        assert group.ask(alice, "/count").text == "Count: 1"
+        assert group.ask(bob, "/count", r"Count: 2").text == "Count: 2"
+        forum = api.group("Dev", forum=True)
+        reply = forum.ask(alice, "/count", topic=9)
+        assert (reply.text, reply.message_thread_id, reply.chat.id) == ("Count: 1", 9, forum.id)
+        with pytest.raises(AssertionError, match=r"no reply in chat -\d+ topic 4 matching anything within 0.2s"):
+            forum.ask(bob, "/nothing", timeout=0.2, topic=4)
+        with pytest.raises(ValueError, match="topics need a forum"):
+            group.ask(alice, "/count", topic=1)
+
+
+def test_pushed_callback_queries_can_be_answered(api: FakeBotAPI) -> None:
+    """A callback_query pushed from the update factories is answerable once, like a pressed one."""
+    bot = new_bot()
+
+    @bot.callback_query_handler(func=lambda call: True)
+    def press(call: types.CallbackQuery) -> None:
+        bot.answer_callback_query(call.id)
+
+    with serve_bot(api, bot):
+        api.push(updates.callback_query("buy", inline_message_id="im-1"))
+        (answer,) = api.wait_for_calls("answerCallbackQuery")
+        assert answer.status == 200
 
 
 def test_many_users_at_once_each_see_their_own_replies(api: FakeBotAPI) -> None:
@@ -379,6 +545,37 @@ def test_parameters_from_query_form_json_and_multipart(api: FakeBotAPI) -> None:
     assert body.params == {"chat_id": 6, "text": "json"}
     assert multipart.params == {"chat_id": 7, "caption": "doc", "document": {"filename": "a.txt", "size": 3}}
     assert api.wait_for_reply(7).document is not None
+
+
+def test_chunked_request_bodies_are_read(api: FakeBotAPI) -> None:
+    """A body sent in chunks (by a client that does not know its size) is read like any other."""
+    def body() -> Iterator[bytes]:
+        yield b"chat_id=5&te"
+        yield b"xt=chunked"
+
+    requests.post(api.api_url.format(TOKEN, "sendMessage"), data=body(),
+                  headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=5)
+    (call,) = api.calls("sendMessage")
+    assert call.params == {"chat_id": 5, "text": "chunked"}
+
+
+def test_modules_import_each_other_one_way() -> None:
+    """Users and the HTTP layer know nothing of FakeBotAPI: the package's imports form no circle."""
+    package = Path(telesession.testing.__file__).parent
+    imports: dict[str, set[str]] = {}
+    for path in package.glob("*.py"):
+        deps = imports.setdefault(path.stem, set())
+        for node in ast.walk(ast.parse(path.read_text())):  # TYPE_CHECKING imports count too
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                deps |= {node.module} if node.module else {alias.name for alias in node.names}
+    assert imports["_http"] == set()
+    assert imports["_actors"] <= {"_json", "_match"}
+
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        return any(dep == target or (dep not in seen and reaches(dep, target, seen | {dep}))
+                   for dep in imports.get(start, ()))
+
+    assert [name for name in imports if reaches(name, name, set())] == []
 
 
 def test_files_can_be_downloaded(api: FakeBotAPI) -> None:

@@ -1,25 +1,22 @@
-"""FakeBotAPI: a Bot API stand-in on 127.0.0.1 that telebot's real HTTP client talks to."""
+"""FakeBotAPI: a Bot API stand-in on 127.0.0.1 that telebot's real HTTP clients talk to."""
 
 from __future__ import annotations
 
 import copy
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from telebot import types
 
-from . import _json
+from . import _json, _match
 from ._actors import FakeChat, FakeUser
 from ._http import Server
+from ._match import Matching
 
 JSON = _json.JSON
-#: What a wait can match a message on: None (anything), a regex searched in its text or
-#: caption, or a predicate on the Message.
-Matching = Union[str, re.Pattern[str], Callable[[types.Message], bool], None]
 
 # Telegram leaves these out of getUpdates unless allowed_updates names them.
 _OPT_IN_UPDATES = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
@@ -77,6 +74,10 @@ class _State:
     chats: dict[int, JSON] = field(default_factory=dict)
     last_message_id: dict[int, int] = field(default_factory=dict)
     messages: dict[tuple[int, int], JSON] = field(default_factory=dict)  # every live message
+    # Reply keyboards are not part of a Message (Telegram returns none): what users see is kept
+    # here, the keyboard each bot message brought and the one each chat shows now.
+    keyboards_sent: dict[tuple[int, int], JSON] = field(default_factory=dict)
+    keyboard_shown: dict[int, JSON] = field(default_factory=dict)
     outbox: dict[int, list[_Out]] = field(default_factory=dict)  # per chat, in order
     open_queries: set[str] = field(default_factory=set)  # callback queries not answered yet
     failures: dict[str, list[_Failure]] = field(default_factory=dict)  # lower-case method ->
@@ -105,9 +106,11 @@ class FakeBotAPI:
 
     It keeps an update queue that simulated users fill (:meth:`user`, :meth:`group`,
     :meth:`channel`, :meth:`push`) and that ``getUpdates`` serves with Telegram's offset and
-    long-poll rules; it stores what the bot sends per chat, buttons included, so users can press
-    them; it records every call; and it can fail calls on demand (:meth:`fail_next`,
-    :meth:`flood_wait`). Point telebot at it with :func:`patched_api_url` or :func:`serve_bot`.
+    long-poll rules; it stores what the bot sends per chat, inline buttons and reply keyboards
+    included, so users can press them; it records every call; and it can fail calls on demand
+    (:meth:`fail_next`, :meth:`flood_wait`). TeleBot's and AsyncTeleBot's HTTP clients get the
+    same answers. Point telebot at it with :func:`patched_api_url`, or run a bot against it
+    with :func:`serve_bot` or :func:`serve_async_bot`.
 
     One bot at a time: every token shares the one update queue. ``sendMessage``,
     ``editMessageText``, ``editMessageReplyMarkup``, ``deleteMessage`` and
@@ -148,7 +151,7 @@ class FakeBotAPI:
         if self._server is not None:
             raise RuntimeError("FakeBotAPI is already started")
         self._stopping = False
-        self._server = Server(self)
+        self._server = Server(self._dispatch, self._download)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
             name=f"FakeBotAPI:{self.port}", daemon=True,
@@ -263,7 +266,8 @@ class FakeBotAPI:
         """Queue an update for ``getUpdates``; returns the ``update_id`` it was given.
 
         Accepts the Bot API JSON of an update (its ``update_id`` is replaced so ids keep
-        increasing) or an Update from :mod:`telesession.testing.updates`.
+        increasing) or an Update from :mod:`telesession.testing.updates`. A pushed
+        ``callback_query`` can be answered once with ``answerCallbackQuery``.
         """
         raw = getattr(update, "json", update) if isinstance(update, types.Update) else update
         if not isinstance(raw, Mapping):
@@ -276,9 +280,45 @@ class FakeBotAPI:
             for key in ("message", "channel_post", "business_message"):
                 if key in data:
                     self._keep(data[key])
+            if "callback_query" in data:
+                self._state.open_queries.add(str(data["callback_query"]["id"]))
             self._state.updates.append(data)
             self._cond.notify_all()
             return int(data["update_id"])
+
+    def send_as(
+        self, sender: JSON | None, chat: JSON | int, *, kind: str = "message", **fields: Any,
+    ) -> types.Message:
+        """Queue a message that ``sender`` (a User's JSON, None in a channel) writes in ``chat``.
+
+        ``chat`` is a Chat's JSON or the id of a chat the api knows (one it does not know is
+        made up from the id). The message gets the chat's next ``message_id``; ``fields`` are
+        its other fields (``text=``, which gets command entities, ``thread_id=`` for a forum
+        topic, ``contact=``, ``photo=``, ...). ``kind`` is the update type: ``message``,
+        ``channel_post``, ``business_message``... This is what :class:`FakeUser` and
+        :class:`FakeChat` do; call it for what they lack.
+        """
+        with self._cond:
+            chat_json = self._chat(chat) if isinstance(chat, int) else chat
+            msg = _json.message(message_id=self._new_message_id(chat_json["id"]), chat=chat_json,
+                                from_user=sender, **fields)
+            self.push({kind: msg})
+            return _message(msg)
+
+    def reply_keyboard(self, chat_id: int, message_id: int | None = None) -> JSON | None:
+        """The reply keyboard (ReplyKeyboardMarkup JSON) the chat shows now, or the one a bot message brought.
+
+        With ``message_id``: the keyboard the bot sent along with that message, shown or not
+        any more. Without: the chat's keyboard now, the latest one sent, until a
+        ``ReplyKeyboardRemove``. None when there is none. One keyboard per chat: ``selective``
+        is not taken into account.
+        """
+        with self._cond:
+            if message_id is None:
+                found = self._state.keyboard_shown.get(chat_id)
+            else:
+                found = self._state.keyboards_sent.get((chat_id, message_id))
+            return copy.deepcopy(found)
 
     def _new_message_id(self, chat_id: int) -> int:
         n = self._state.last_message_id.get(chat_id, 0) + 1
@@ -409,6 +449,11 @@ class FakeBotAPI:
         markup = params.get("reply_markup")
         if isinstance(markup, dict) and "inline_keyboard" in markup:
             msg["reply_markup"] = markup  # only inline keyboards belong to the message
+        elif isinstance(markup, dict) and "keyboard" in markup:
+            self._state.keyboards_sent[(chat["id"], msg["message_id"])] = markup
+            self._state.keyboard_shown[chat["id"]] = markup
+        elif isinstance(markup, dict) and markup.get("remove_keyboard"):
+            self._state.keyboard_shown.pop(chat["id"], None)
         reply_to = params.get("reply_to_message_id")
         if reply_to is None and isinstance(params.get("reply_parameters"), dict):
             reply_to = params["reply_parameters"].get("message_id")
@@ -518,7 +563,7 @@ class FakeBotAPI:
             return self._send_media(token, method, params)
         return True
 
-    def _download(self, path: str) -> bytes | None:
+    def _download(self, token: str, path: str) -> bytes | None:
         with self._cond:
             return self._state.files.get(path.rsplit("/", 1)[-1])
 
@@ -645,7 +690,7 @@ class FakeBotAPI:
     def _claim(
         self, kind: str, chat_id: int, message_id: int | None, matching: Matching, timeout: float, topic: int | None,
     ) -> types.Message:
-        test = _matcher(matching)
+        test = _match.matcher(matching)
 
         def pick() -> _Out | None:
             for out in self._state.outbox.get(chat_id, ()):
@@ -664,44 +709,14 @@ class FakeBotAPI:
                 return _message(got.message)
             what = "reply" if kind == "sent" else f"edit of message {message_id}"
             seen = [
-                f"{'' if o.claimed else '*'}#{o.message['message_id']} {o.kind} {_describe(o.message)}"
+                f"{'' if o.claimed else '*'}#{o.message['message_id']} {o.kind} "
+                f"{_describe(o.message, self._state.keyboards_sent.get((chat_id, o.message['message_id'])))}"
                 for o in self._state.outbox.get(chat_id, ())
             ][-12:]
             raise AssertionError(
                 f"no {what} in chat {chat_id}{'' if topic is None else f' topic {topic}'} matching "
-                f"{_describe_matching(matching)} within {timeout}s; the bot's messages there "
+                f"{_match.describe(matching)} within {timeout}s; the bot's messages there "
                 f"(* = not yet returned by a wait): {seen or 'none'}")
-
-    # -- used by the simulated users ---------------------------------------------------------------
-
-    def _user_message(self, chat: JSON, from_user: JSON | None, kind: str = "message", **fields: Any) -> types.Message:
-        with self._cond:
-            msg = _json.message(message_id=self._new_message_id(chat["id"]), chat=chat, from_user=from_user, **fields)
-            self.push({kind: msg})
-            return _message(msg)
-
-    def _press(self, presser: JSON, message: types.Message | JSON, button: str) -> types.CallbackQuery:
-        chat_id, message_id = _ids_of(message)
-        seen = _json.raw_message(message)
-        with self._cond:
-            current = self._state.messages.get((chat_id, message_id))
-            if current is None:
-                raise AssertionError(f"cannot press {button!r}: message {message_id} in chat {chat_id} is gone")
-            # The button is looked up on the message as the caller holds it (what the user sees);
-            # the query carries the message as it is now, as Telegram's does.
-            rows = seen.get("reply_markup", {}).get("inline_keyboard", [])
-            buttons = [b for row in rows for b in row]
-            hit = [b for b in buttons if b.get("text") == button or b.get("callback_data") == button]
-            if not hit:
-                shown = [(b.get("text"), b.get("callback_data")) for b in buttons]
-                raise AssertionError(f"no button {button!r} on message {message_id} ({_describe(seen)}); "
-                                     f"its buttons (text, data): {shown or 'none'}")
-            if "callback_data" not in hit[0]:
-                raise AssertionError(f"button {button!r} sends no callback query: {hit[0]!r}")
-            query = _json.callback_query(from_user=presser, data=hit[0]["callback_data"], message=copy.deepcopy(current))
-            self._state.open_queries.add(query["id"])
-            self.push({"callback_query": query})
-            return _json.parse(types.CallbackQuery, query)
 
 
 def _seconds(value: float) -> float | int:
@@ -712,32 +727,9 @@ def _message(data: JSON) -> types.Message:
     return _json.parse(types.Message, data)
 
 
-def _ids_of(message: types.Message | JSON) -> tuple[int, int]:
-    raw = _json.raw_message(message)
-    return int(raw["chat"]["id"]), int(raw["message_id"])
-
-
-def _matcher(matching: Matching) -> Callable[[types.Message], bool]:
-    if matching is None:
-        return lambda m: True
-    if isinstance(matching, (str, re.Pattern)):
-        pattern = re.compile(matching)
-        return lambda m: pattern.search(m.text or m.caption or "") is not None
-    if callable(matching):
-        return matching
-    raise TypeError("matching must be None, a regex or a callable taking a Message")
-
-
-def _describe_matching(matching: Matching) -> str:
-    if matching is None:
-        return "anything"
-    if isinstance(matching, re.Pattern):
-        return repr(matching.pattern)
-    return repr(matching) if isinstance(matching, str) else getattr(matching, "__name__", repr(matching))
-
-
-def _describe(message: JSON) -> str:
+def _describe(message: JSON, reply_keyboard: JSON | None = None) -> str:
     text = message.get("text") or message.get("caption") or "<no text>"
     text = text if len(text) <= 60 else text[:57] + "..."
     buttons = [b.get("text") for row in message.get("reply_markup", {}).get("inline_keyboard", []) for b in row]
-    return repr(text) + (f" {buttons}" if buttons else "")
+    keys = [b if isinstance(b, str) else b.get("text") for row in (reply_keyboard or {}).get("keyboard", []) for b in row]
+    return repr(text) + (f" {buttons}" if buttons else "") + (f" keyboard {keys}" if keys else "")

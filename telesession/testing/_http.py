@@ -1,16 +1,25 @@
-"""The HTTP side of FakeBotAPI: parse a Bot API request, hand it over, write the answer."""
+"""The HTTP side of FakeBotAPI: parse a Bot API request, hand it over, write the answer.
+
+It knows URLs and encodings, nothing of what the methods do: :class:`Server` is given a
+``dispatch`` function for method calls and a ``download`` function for files, and calls
+nothing else.
+"""
 
 from __future__ import annotations
 
 import email.parser
 import email.policy
 import json
+import sys
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-if TYPE_CHECKING:
-    from ._api import FakeBotAPI
+#: ``(token, method, params) -> (HTTP status, JSON answer)``: one Bot API call.
+Dispatch = Callable[[str, str, dict[str, Any]], tuple[int, dict[str, Any]]]
+#: ``(token, file path) -> content``, None for a file that does not exist.
+Download = Callable[[str, str], bytes | None]
 
 # Parameters whose values are strings even when they look like numbers or JSON: every other
 # parameter is decoded (chat_id -> int, reply_markup -> dict, ...) for convenient assertions.
@@ -59,15 +68,26 @@ def _parse_params(query: str, content_type: str, body: bytes) -> dict[str, Any]:
 
 
 class Server(ThreadingHTTPServer):
-    """Serves one FakeBotAPI on a free port of 127.0.0.1, a thread per request."""
+    """Serves Bot API URLs on a free port of 127.0.0.1, a thread per request.
+
+    ``/bot<token>/<method>`` goes to ``dispatch`` (GET or POST; parameters from the query string
+    and a form, JSON or multipart body, plain or chunked); ``/file/bot<token>/<path>`` to
+    ``download``. Anything else is a 404.
+    """
 
     daemon_threads = True
     # The default backlog of 5 drops connections when a bot's workers all send at once.
     request_queue_size = 128
 
-    def __init__(self, api: FakeBotAPI) -> None:
+    def __init__(self, dispatch: Dispatch, download: Download) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
-        self.api = api
+        self.dispatch = dispatch
+        self.download = download
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away mid-request (a cancelled coroutine, say) is no error of ours.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -75,11 +95,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        parts = url.path.split("/")
-        if len(parts) >= 4 and parts[1] == "file" and parts[2].startswith("bot"):
-            content = self.server.api._download(url.path)
+        body = self._body()
+        parts = url.path.split("/", 3)
+        if len(parts) == 4 and parts[1] == "file" and parts[2].startswith("bot"):
+            content = self.server.download(parts[2][3:], parts[3])
             if content is None:
                 self._send(404, b"Not Found", "text/plain")
             else:
@@ -93,10 +112,26 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as e:
             self._send(400, json.dumps({"ok": False, "error_code": 400, "description": f"Bad Request: {e}"}).encode())
             return
-        status, payload = self.server.api._dispatch(parts[1][3:], parts[2], params)
+        status, payload = self.server.dispatch(parts[1][3:], parts[2], params)
         self._send(status, json.dumps(payload).encode())
 
+    # TeleBot's client POSTs; AsyncTeleBot's sends most methods as a GET with a form body.
     do_POST = do_GET
+
+    def _body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            # What a client sends when it does not know the size up front (a generator, say).
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()  # the CRLF after each chunk
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
 
     def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
         self.send_response(status)

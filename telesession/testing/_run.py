@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -22,15 +23,26 @@ ALL_UPDATES: list[str] = list(util.update_types)
 def patched_api_url(api: FakeBotAPI) -> Iterator[FakeBotAPI]:
     """Send every telebot request (and file download) of this process to ``api`` while inside.
 
-    Sets the module globals ``apihelper.API_URL``/``FILE_URL`` and restores the previous values
-    on exit, so it nests. Process-wide: two tests running at once in one process would clash.
+    Sets the module globals ``API_URL``/``FILE_URL`` of ``telebot.apihelper`` (TeleBot) and,
+    when aiohttp is installed, of ``telebot.asyncio_helper`` (AsyncTeleBot), and restores the
+    previous values on exit, so it nests. Process-wide: two tests running at once in one
+    process would clash.
     """
-    saved = apihelper.API_URL, apihelper.FILE_URL
-    apihelper.API_URL, apihelper.FILE_URL = api.api_url, api.file_url  # type: ignore[assignment]
+    modules: list[Any] = [apihelper]
+    try:
+        from telebot import asyncio_helper  # imports aiohttp, which only AsyncTeleBot needs
+    except ImportError:
+        pass
+    else:
+        modules.append(asyncio_helper)
+    saved = [(module.API_URL, module.FILE_URL) for module in modules]
+    for module in modules:
+        module.API_URL, module.FILE_URL = api.api_url, api.file_url
     try:
         yield api
     finally:
-        apihelper.API_URL, apihelper.FILE_URL = saved
+        for module, (api_url, file_url) in zip(modules, saved):
+            module.API_URL, module.FILE_URL = api_url, file_url
 
 
 @contextmanager
@@ -57,6 +69,8 @@ def serve_bot(
     after ``stop_timeout`` seconds (a handler stuck on a lock, say); when the block itself
     raised, these are added to its exception as notes instead, so a failing test still ends.
     """
+    if inspect.iscoroutinefunction(bot.polling):
+        raise TypeError(f"serve_bot() runs a TeleBot, not {type(bot).__name__}: use serve_async_bot()")
     crashed: list[BaseException] = []
 
     def poll() -> None:
