@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import multiprocessing
 import os
+import random
 import signal
 import sys
 import threading
@@ -71,7 +73,7 @@ def test_session_keys_never_meet_lock_keys(store: RedisStorage) -> None:
         store.set("lock:x", {"v": 1})
         assert list(store.keys()) == ["lock:x"]
         store.clear()
-        assert store.client.exists(store._lock + b"x")
+        assert store.client.exists(store._names("x")[1])
     store.set("lock:x", {"v": 2})
     assert store.get("lock:x") == {"v": 2}
 
@@ -100,7 +102,7 @@ def test_clear_leaves_foreign_keys_alone(redis_server: RedisServer) -> None:  # 
         storage.set("k", {"v": 1})
     with mine.lock("k"):
         mine.clear()
-        assert client.exists(mine._lock + b"k")
+        assert client.exists(mine._names("k")[1])
     assert mine.get("k") is None and list(mine.keys()) == []
     assert lookalike.get("k") == {"v": 1} and longer.get("k") == {"v": 1}
     assert client.get(b"p*[x]:other") == b"foreign"
@@ -198,7 +200,7 @@ def test_lock_of_killed_process_expires_after_its_lease(redis_server: RedisServe
     os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
     child.join()
     store = RedisStorage.from_url(redis_server.url, prefix=prefix)
-    assert store.client.exists(store._lock + b"k"), "the dead holder's lock should still be there"
+    assert store.client.exists(store._names("k")[1]), "the dead holder's lock should still be there"
     started = time.monotonic()
     with store.lock("k"):
         waited = time.monotonic() - started
@@ -319,7 +321,7 @@ def test_outage_under_a_polling_bot(tmp_path: Path) -> None:
     import telebot
 
     from telesession import SessionMiddleware
-    from telesession.middleware import _tables
+    from telesession._locks import table_for
     from telesession.testing import FakeBotAPI, serve_bot
 
     server = RedisServer(tmp_path, "--save", "", "--appendonly", "yes", "--appendfsync", "always").start()
@@ -343,7 +345,7 @@ def test_outage_under_a_polling_bot(tmp_path: Path) -> None:
             alice.send("/count")
             logged = records.wait_for("the update was not handled")
             assert f"'{alice.chat_id}'" in logged and server.url in logged
-            assert len(_tables[store]) == 0  # the in-process lock went with the failed update
+            assert len(table_for(store.identity())) == 0  # the in-process lock went with the failed update
             server.start()
             assert alice.ask("/count").text == "Count: 3"  # the outage update changed nothing
         # The bot has stopped: every save is done (a reply goes out before its session is saved).
@@ -353,3 +355,418 @@ def test_outage_under_a_polling_bot(tmp_path: Path) -> None:
         logging.getLogger("telesession").removeHandler(records)
         store.close()
         server.stop()
+
+
+# -- fenced leases, round trips, key layout ------------------------------------------------------
+
+
+def _stale_holder(url: str, prefix: str, ready: Any, go: Any, outcome: Any) -> None:
+    storage = RedisStorage.from_url(url, prefix=prefix, lock_lease=1.0)
+    lease = storage.acquire("k")
+    assert lease is not None
+    ready.set()
+    go.wait(60)  # set once the test has let this process run again
+    try:
+        lease.save({"v": "stale"})
+    except StorageError as e:
+        outcome.put(("refused", e.key, str(e)))
+    else:
+        outcome.put(("saved", None, ""))
+    storage.close()
+
+
+def test_a_stalled_holder_cannot_write_over_its_successor(redis_server: RedisServer) -> None:  # noqa: F811
+    """A holder stopped 3 s on a 1 s lease resumes: its save is refused naming the key, the newer value stays."""
+    ctx = multiprocessing.get_context("spawn")
+    prefix = f"stale-{uuid.uuid4().hex}:"
+    ready, go, outcome = ctx.Event(), ctx.Event(), ctx.Queue()
+    child = ctx.Process(target=_stale_holder, args=(redis_server.url, prefix, ready, go, outcome))
+    child.start()
+    store = RedisStorage.from_url(redis_server.url, prefix=prefix, lock_lease=1.0)
+    try:
+        assert ready.wait(30)
+        os.kill(child.pid, signal.SIGSTOP)  # type: ignore[arg-type]
+        stopped_at = time.monotonic()
+        try:
+            lease = store.acquire("k")  # waits until the stopped holder's lease runs out
+            assert lease is not None and time.monotonic() - stopped_at < 2.5
+            lease.save({"v": "newer"})
+            time.sleep(max(0.0, 3.0 - (time.monotonic() - stopped_at)))
+        finally:
+            os.kill(child.pid, signal.SIGCONT)  # type: ignore[arg-type]
+        go.set()
+        how, key, message = outcome.get(timeout=30)
+        child.join(30)
+        assert (how, key) == ("refused", "k") and "'k'" in message and redis_server.url in message
+        assert store.get("k") == {"v": "newer"}
+        again = store.acquire("k", blocking=False)  # and nobody holds the key now
+        assert again is not None
+        again.release()
+    finally:
+        if child.is_alive():
+            child.kill()
+        store.close()
+
+
+def _counting_storage(url: str, sent: list[bytes]) -> RedisStorage:
+    """A storage whose client records every packet redis-py writes to the server."""
+
+    class Counting(redis.Connection):
+        def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            sent.append(command)
+            super().send_packed_command(command, check_health)
+
+    storage = RedisStorage(redis.Redis.from_url(url, connection_class=Counting), prefix=f"rt-{uuid.uuid4().hex}:")
+    storage._owns_client = True
+    return storage
+
+
+def test_a_cycle_takes_two_round_trips(redis_server: RedisServer) -> None:  # noqa: F811
+    """acquire+save, acquire+release (unchanged) and acquire+delete each send two packets to Redis."""
+    sent: list[bytes] = []
+    store = _counting_storage(redis_server.url, sent)
+
+    def changed() -> None:
+        lease = store.acquire("k")
+        assert lease is not None
+        lease.save({"n": (lease.value or {"n": 0})["n"] + 1})
+
+    def unchanged() -> None:
+        lease = store.acquire("k")
+        assert lease is not None
+        lease.release()
+
+    def deleted() -> None:
+        lease = store.acquire("k")
+        assert lease is not None
+        lease.delete()
+
+    for cycle in (changed, unchanged, deleted):
+        cycle()  # connects and loads the scripts: sent once per server, not per cycle
+    for cycle in (changed, unchanged, deleted):
+        sent.clear()
+        for _ in range(10):
+            cycle()
+        assert len(sent) == 20, (cycle.__name__, sent[:4])
+    store.close()
+
+
+def _tagged(name: bytes) -> bool:
+    """Whether Redis Cluster hashes only part of ``name`` (the spec's rule, written out for the test)."""
+    start = name.find(b"{")
+    return start >= 0 and name.find(b"}", start + 1) > start + 1
+
+
+_SLOT_PREFIXES = ["telesession:", "", "p*[x]:", "t:{bot}:", "a}b:", "{}x:", "{open:", "x{y"]
+_SLOT_KEYS = ["", "42", "-1001234:42", "{u1}:x", "x:{u1}", "{}", "{}x}", "a}b", "}{", "{a", "a{b}c{d}", "{", "}", "{{}}",
+              "lock:x", "data:x", "🙂", "\ud800", "{\ud800}", "{telesession:data:x}", "{telesession:data:x}x", "x"]  # fmt: skip
+
+
+def _many_keys() -> list[str]:
+    rng = random.Random(7)
+    parts = ["{", "}", "a", ":", "lock:", "data:", "{a}", "\ud800", "telesession:data:"]
+    return _SLOT_KEYS + ["".join(rng.choice(parts) for _ in range(rng.randrange(7))) for _ in range(3000)]
+
+
+@pytest.mark.parametrize("prefix", _SLOT_PREFIXES)
+def test_a_lock_shares_its_data_slot(prefix: str) -> None:
+    """By redis-py's own key_slot, a lock shares its data's hash slot, except for the keys the docstring names."""
+    from redis.crc import key_slot
+
+    client = redis.Redis()  # never connects: nothing is sent
+    store = RedisStorage(client, prefix=prefix)
+    apart, keys = 0, _many_keys()
+    for key in keys:
+        data, lock = store._names(key)
+        assert data == (prefix + "data:" + key).encode("utf-8", "surrogatepass")  # where earlier versions stored it
+        raw = prefix.encode()
+        documented = not _tagged(raw) if b"{" in raw else not _tagged(data) and b"}" in data
+        if documented:
+            apart += 1
+            assert lock == (prefix + "lock:" + key).encode("utf-8", "surrogatepass")
+        else:
+            assert key_slot(lock) == key_slot(data), (prefix, key, lock)
+    if prefix == "t:{bot}:":
+        assert apart == 0  # the prefix's hash tag puts every name of the storage in one slot
+    if prefix in ("{}x:", "{open:", "x{y"):
+        assert apart == len(keys)  # a "{" without a tag in the prefix: no key can be co-located
+    if prefix in ("telesession:", ""):
+        assert store._names("a}b")[1] == (prefix + "lock:a}b").encode()  # one of the keys that can't be co-located
+    client.close()
+
+
+@pytest.mark.parametrize("prefix", _SLOT_PREFIXES)
+def test_no_key_names_a_lock(prefix: str) -> None:
+    """Lock names are one per key, and none is a data name (of any key) or lies under <prefix>data:."""
+    client = redis.Redis()  # never connects: nothing is sent
+    store = RedisStorage(client, prefix=prefix)
+    keys = set(_many_keys())
+    names = {key: store._names(key) for key in keys}
+    locks = {lock for _, lock in names.values()}
+    assert len(locks) == len(keys)
+    assert not locks & {data for data, _ in names.values()}
+    assert not any(lock.startswith(store._data) for lock in locks)
+    client.close()
+
+
+def test_keys_and_clear_never_see_held_locks(store: RedisStorage) -> None:
+    """With leases held on keys with braces, "lock:" and the empty string, keys() lists only sessions, clear() keeps locks."""
+    keys = ["", "lock:x", "x", "{u1}:x", "a}b", "}{", "data:x", "\ud800"]
+    for i, key in enumerate(keys):
+        store.set(key, {"i": i})
+    leases = [store.acquire(key) for key in keys]
+    assert sorted(store.keys()) == sorted(keys)
+    store.clear()
+    assert list(store.keys()) == []
+    assert all(store.client.exists(store._names(key)[1]) for key in keys)
+    for lease in leases:
+        assert lease is not None
+        lease.release()
+
+
+def test_records_of_earlier_versions_stay_readable(store: RedisStorage) -> None:
+    """A record at <prefix>data:<key>, where earlier versions wrote it, is read, leased and saved in place."""
+    name = (store.prefix + "data:42").encode()
+    store.client.set(name, b'{"n": 1}')
+    assert store.get("42") == {"n": 1}
+    lease = store.acquire("42")
+    assert lease is not None and lease.value == {"n": 1}
+    lease.save({"n": 2})
+    assert store.client.get(name) == b'{"n":2}'
+
+
+def test_a_lease_on_a_corrupt_record_keeps_the_lock_and_names_the_error(store: RedisStorage) -> None:
+    """acquire on unreadable data hands it back as the lease's error, the lock held until the lease ends."""
+    store.client.set(store._data + b"bad", b"{not json")
+    store.client.rpush(store._data + b"list", b"x")
+    for key in ("bad", "list"):
+        lease = store.acquire(key, blocking=False)
+        assert lease is not None and lease.value is None and isinstance(lease.error, CorruptRecordError)
+        assert repr(key) in str(lease.error)
+        assert store.acquire(key, blocking=False) is None  # held
+        lease.release()
+        again = store.acquire(key, blocking=False)
+        assert again is not None
+        again.release()
+    assert store.client.get(store._data + b"bad") == b"{not json"
+
+
+def test_save_sets_the_ttl_it_is_given(redis_server: RedisServer) -> None:  # noqa: F811
+    """save(ttl=...) sets that expiry; without it the storage's ttl, or none."""
+    for storage_ttl, save_ttl, expected in ((None, None, None), (None, 0.5, 500), (2.0, None, 2000), (2.0, 0.5, 500)):
+        store = make_redis_storage(ttl=storage_ttl)
+        lease = store.acquire("k")
+        assert lease is not None
+        lease.save({"v": 1}, ttl=save_ttl)
+        pttl = store.client.pttl(store._data + b"k")
+        assert (pttl == -1) if expected is None else (expected - 200 < pttl <= expected), (storage_ttl, save_ttl, pttl)
+        store.close()
+
+
+def test_rename_moves_bytes_and_ttl_and_leaves_locks(store: RedisStorage) -> None:
+    """rename moves unreadable bytes as they are, with their TTL; the caller's leases on both keys stay its own."""
+    old, new = store.acquire("old"), store.acquire("new")
+    assert old is not None and new is not None
+    store.client.set(store._data + b"old", b"{not json", px=60_000)
+    assert store.rename("old", "new")
+    assert not store.rename("old", "other")
+    assert store.client.get(store._data + b"new") == b"{not json"
+    assert 50_000 < store.client.pttl(store._data + b"new") <= 60_000
+    assert not store.has("old")
+    old.release()  # neither lock moved: no "expired before its release"
+    new.release()
+
+
+def test_identity_and_repr_name_server_db_and_prefix(redis_server: RedisServer) -> None:  # noqa: F811
+    """Two storages on one server, db and prefix share an identity (whatever the user); the repr hides the password."""
+    port = redis_server.port
+    a = RedisStorage.from_url(f"redis://127.0.0.1:{port}/0", prefix="p:")
+    b = RedisStorage(redis.Redis(host="127.0.0.1", port=port, db=0, username="u", password="s3cret"), prefix="p:")
+    others = [
+        RedisStorage.from_url(f"redis://127.0.0.1:{port}/1", prefix="p:"),
+        RedisStorage.from_url(f"redis://127.0.0.1:{port}/0", prefix="q:"),
+        RedisStorage.from_url(f"redis://127.0.0.1:{port + 1}/0", prefix="p:"),
+    ]
+    assert a.identity() == b.identity() and hash(a.identity()) == hash(b.identity())
+    assert all(a.identity() != other.identity() for other in others)
+    assert repr(a) == f"RedisStorage('redis://127.0.0.1:{port}/0', prefix='p:')"
+    assert "s3cret" not in repr(b) and repr(b) == f"RedisStorage('redis://u@127.0.0.1:{port}/0', prefix='p:')"
+    for storage in (a, b, *others):
+        storage.close()
+    b.client.close()
+
+
+# -- async ----------------------------------------------------------------------------------------
+
+
+def _sync_increments(url: str, prefix: str, keys: list[str], times: int, start: Any) -> None:
+    storage = RedisStorage.from_url(url, prefix=prefix, lock_lease=5.0)
+    start.wait(60)
+    for _ in range(times):
+        for key in keys:
+            lease = storage.acquire(key)
+            assert lease is not None
+            lease.save({"n": (lease.value or {"n": 0})["n"] + 1})
+    storage.close()
+
+
+def test_async_tasks_and_processes_lose_no_increment(redis_server: RedisServer) -> None:  # noqa: F811
+    """12 asyncio tasks and 2 processes (sync API) increment 3 keys at once: the totals are exact."""
+    ctx = multiprocessing.get_context("spawn")
+    prefix = f"ainc-{uuid.uuid4().hex}:"
+    keys = ["a", "{u1}:b", "\ud800"]
+    start = ctx.Barrier(3)
+    workers = [ctx.Process(target=_sync_increments, args=(redis_server.url, prefix, keys, 50, start)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    store = RedisStorage.from_url(redis_server.url, prefix=prefix, lock_lease=5.0)
+
+    async def main() -> None:
+        # In-process exclusion is the engine's job; here an asyncio.Lock per key stands in for it.
+        locks = {key: asyncio.Lock() for key in keys}
+
+        async def bump(key: str, times: int) -> None:
+            for _ in range(times):
+                async with locks[key]:
+                    lease = await store.aacquire(key)
+                    assert lease is not None
+                    await lease.save({"n": (lease.value or {"n": 0})["n"] + 1})
+
+        await asyncio.to_thread(start.wait, 60)
+        await asyncio.gather(*(bump(keys[i % 3], 25) for i in range(12)))
+        await store.aclose()
+
+    asyncio.run(main())
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    check = RedisStorage.from_url(redis_server.url, prefix=prefix)
+    assert {key: check.get(key) for key in keys} == {key: {"n": 100 + 100} for key in keys}
+    check.close()
+
+
+def test_cancelled_aacquire_leaves_the_key_free(store: RedisStorage) -> None:
+    """A task cancelled in aacquire, while it waits or after the server granted it the lock, leaves no lock behind."""
+    lock = store._names("k")[1]
+
+    async def main() -> None:
+        await store.aget("k")  # connect first, so a try is sent in one step of the loop
+        # 1. Waiting on a key another process holds.
+        holder = store.acquire("k")
+        assert holder is not None
+        waiter = asyncio.create_task(store.aacquire("k"))
+        await asyncio.sleep(0.05)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        holder.release()
+        assert not store.client.exists(lock)
+        # 2. Cancelled after the server gave it the lock, before it read the reply.
+        reached = 0
+        for _ in range(20):
+            task = asyncio.create_task(store.aacquire("k"))
+            for _ in range(10):
+                await asyncio.sleep(0)  # let the task send its try; the loop then stays here...
+                if store.client.exists(lock):  # ...while the server grants it (a blocking call)
+                    break
+            if task.done():  # it read the reply first: not the case this test is after
+                lease = task.result()
+                assert lease is not None
+                await lease.release()
+                continue
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            reached += 1
+            for _ in range(200):
+                if not store.client.exists(lock):
+                    break
+                await asyncio.sleep(0.005)
+            assert not store.client.exists(lock), "a cancelled aacquire left the lock taken"
+        assert reached > 0
+        await store.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_save_still_completes(store: RedisStorage) -> None:
+    """A save whose task is cancelled while Redis holds it back (CLIENT PAUSE) still writes and releases."""
+
+    async def main() -> None:
+        lease = await store.aacquire("k")
+        assert lease is not None
+        store.client.execute_command("CLIENT", "PAUSE", 300, "WRITE")
+        saving = asyncio.create_task(lease.save({"v": 1}))
+        await asyncio.sleep(0.05)  # the script waits on the paused server
+        saving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await saving
+        for _ in range(200):
+            if store.get("k") is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert store.get("k") == {"v": 1}
+        await store.aclose()
+
+    asyncio.run(main())
+    again = store.acquire("k", blocking=False)
+    assert again is not None
+    again.release()
+
+
+def test_async_leases_are_renewed(redis_server: RedisServer) -> None:  # noqa: F811
+    """A lease taken with aacquire on a 0.3 s lease is held for 1.2 s, then saved and free."""
+    store = make_redis_storage(lock_lease=0.3)
+    other = RedisStorage.from_url(redis_server.url, prefix=store.prefix, lock_lease=0.3)
+
+    async def main() -> None:
+        lease = await store.aacquire("slow")
+        assert lease is not None
+        for _ in range(6):
+            await asyncio.sleep(0.2)
+            assert other.acquire("slow", blocking=False) is None
+        await lease.save({"v": 1})
+        await store.aclose()
+
+    asyncio.run(main())
+    free = other.acquire("slow", blocking=False)
+    assert free is not None and free.value == {"v": 1}
+    free.release()
+    other.close()
+
+
+def test_the_async_client_reaches_what_the_sync_one_does(redis_server: RedisServer) -> None:  # noqa: F811
+    """A client made with host/port/db and a Retry, and one from a URL with a db: the async twins use that db."""
+    port = redis_server.port
+    given = redis.Redis(host="127.0.0.1", port=port, db=3, retry=Retry(NoBackoff(), 1))
+    stores = [RedisStorage(given, prefix="mirror:"), RedisStorage.from_url(f"redis://127.0.0.1:{port}/4", prefix="mirror:")]
+
+    async def main(storage: RedisStorage) -> None:
+        await storage.aset("k", {"db": storage.identity()})
+        lease = await storage.aacquire("k")
+        assert lease is not None
+        await lease.save({"db": "saved"})
+        await storage.aclose()
+
+    for db, storage in zip((3, 4), stores):
+        asyncio.run(main(storage))
+        direct = redis.Redis(host="127.0.0.1", port=port, db=db)
+        assert direct.get(b"mirror:data:k") == b'{"db":"saved"}'
+        direct.delete(b"mirror:data:k")
+        direct.close()
+    given.close()
+
+
+def test_asyncio_run_closes_the_loops_client(store: RedisStorage) -> None:
+    """After asyncio.run, even without aclose(), the loop's connections to Redis are closed."""
+    before = len(store.client.client_list())
+
+    async def main() -> None:
+        await store.aset("k", {"v": 1})
+        lease = await store.aacquire("k")
+        assert lease is not None
+        await lease.release()
+        assert len(store.client.client_list()) > before
+
+    asyncio.run(main())
+    assert len(store.client.client_list()) == before
