@@ -11,11 +11,13 @@ setup(
     packages=find_packages(include=["telesession", "telesession.*"]),
     package_data={"telesession": ["py.typed"]},
     python_requires=">=3.11",
+    entry_points={"console_scripts": ["telesession = telesession.cli:main"]},
     install_requires=[
         "pyTelegramBotAPI>=4.20.0",
         "dataclasses-json>=0.6.7",
         "filelock>=3.20.1",
         "orjson>=3.9",
+        "tqdm>=4.66.3",  # the command line's progress bars; only telesession.cli imports it
     ],
     extras_require={
         "redis": ["redis>=5.0"],

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit, urlunsplit
 
 from .storage.base import SessionStorage
 
-__all__ = ["storage_from_url"]
+__all__ = ["storage_from_url", "without_password"]
 
 _FORMS = """accepted forms:
   memory://                         MemoryStorage (lost when the process ends)
@@ -19,11 +20,11 @@ _FORMS = """accepted forms:
 
 
 def _bad(url: str, why: str) -> ValueError:
-    return ValueError(f"cannot make a session storage from {_without_password(url)!r}: {why}\n{_FORMS}")
+    return ValueError(f"cannot make a session storage from {without_password(url)!r}: {why}\n{_FORMS}")
 
 
-def _without_password(url: str) -> str:
-    # Error messages end up in logs: never repeat a password.
+def without_password(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***``: for messages and logs."""
     try:
         parts = urlsplit(url)
         if parts.password is None:
@@ -33,11 +34,13 @@ def _without_password(url: str) -> str:
         return "<unparsable URL>"
 
 
-def storage_from_url(url: str) -> SessionStorage:
+def storage_from_url(url: str, *, create: bool = True) -> SessionStorage:
     """The storage ``url`` describes; a new, unconnected-until-used instance on each call.
 
     Paths are percent-decoded (``%20`` is a space) and relative ones resolve against the
-    current directory now. Unknown query parameters raise ``ValueError``, except for Redis,
+    current directory now. A file or database that is not there is made, unless ``create`` is
+    false: then ``FileNotFoundError`` names it (a tool that only looks must not leave an empty
+    store behind a mistyped path). Unknown query parameters raise ``ValueError``, except for Redis,
     whose other parameters go to ``redis.Redis.from_url`` (``socket_timeout=5``, ...). A
     malformed URL raises ``ValueError`` listing the accepted forms; a Redis URL without
     redis-py installed raises ``ImportError`` saying to install ``telesession[redis]``.
@@ -73,7 +76,7 @@ def storage_from_url(url: str) -> SessionStorage:
             raise _bad(url, "no directory given")
         from .storage.file import FileStorage
 
-        return FileStorage(unquote(path))
+        return FileStorage(_existing(unquote(path), create))
     if scheme == "sqlite":
         if not rest.startswith("///") or not rest[3:]:
             raise _bad(url, "a sqlite URL is sqlite:///rel/path.db or sqlite:////abs/path.db")
@@ -85,8 +88,14 @@ def storage_from_url(url: str) -> SessionStorage:
             raise _bad(url, f"unknown parameters {sorted(params)} (sqlite takes table=...)")
         from .storage.sqlite import SQLiteStorage
 
-        return SQLiteStorage(path, table=table)
+        return SQLiteStorage(_existing(path, create), table=table)
     raise _bad(url, f"unknown scheme {scheme!r}")
+
+
+def _existing(path: str, create: bool) -> str:
+    if not create and not os.path.lexists(path):
+        raise FileNotFoundError(f"{os.path.abspath(path)} does not exist")
+    return path
 
 
 def _redis(url: str) -> SessionStorage:

@@ -120,3 +120,20 @@ def test_bad_url_errors_hide_the_password() -> None:
     with pytest.raises(ValueError) as info:
         storage_from_url("redis://user:s3cret@host:notaport/0")
     assert "s3cret" not in str(info.value) and "user:***@host" in str(info.value)
+
+
+def test_create_false_refuses_a_path_that_is_not_there(in_tmp: Path) -> None:
+    """create=False (for tools that only look): a missing file: or sqlite: path raises FileNotFoundError naming it, and nothing is made."""
+    urls = ["file:./a b", "file:rel", f"file://{in_tmp}/abs", f"file://localhost{in_tmp}/x%20y", "sqlite:///rel.db",
+            f"sqlite:///{in_tmp}/abs.db?table=t", f"SQLITE:///{in_tmp}/p%25.db"]  # fmt: skip
+    for url in urls:
+        with pytest.raises(FileNotFoundError) as missing:
+            storage_from_url(url, create=False)
+        path = Path(str(missing.value).removesuffix(" does not exist"))
+        assert path.is_absolute() and not path.exists() and str(in_tmp) in str(path), url
+        with storage_from_url(url) as made:  # create=True, the default, makes it
+            assert made.path == path  # type: ignore[attr-defined]
+        with storage_from_url(url, create=False) as opened:
+            assert opened.path == path  # type: ignore[attr-defined]
+    with storage_from_url("memory://", create=False):
+        pass
