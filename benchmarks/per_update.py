@@ -236,10 +236,9 @@ def run_async_updates(loop: asyncio.AbstractEventLoop, bot: AsyncTeleBot, update
 
 
 def forget(updates: Sequence[types.Update]) -> None:
-    """Drop what a pass left on the replayed messages (the session, telesession's record of the update)."""
+    """Drop what a pass left on the replayed messages (the session), so each pass starts from fresh objects' shape."""
     for update in updates:
         update.message.__dict__.pop("session", None)
-        update.message.__dict__.pop(_dispatch.ATTR, None)
 
 
 def sample(bot: TeleBot, updates: list[types.Update]) -> float:

@@ -9,35 +9,38 @@ changes them fails loudly:
 - ``TeleBot._run_middlewares_and_handler``: its code object marks an update's frame; it is
   called again to replay a parked update; its parameters and its locals ``data`` and
   ``skip_handlers`` are read when an update is parked.
-- ``TeleBot._exec_task``: hands a replay to the bot's worker pool (threaded bots).
-- ``TeleBot.worker_pool.workers``: a replay still queued when they have all stopped is dropped.
+- ``TeleBot.worker_pool.tasks`` (a ``queue.Queue``) takes a replay at its front;
+  ``TeleBot.worker_pool.workers``: a replay still queued when they have all stopped is dropped.
 
 **An update's holds end with its call.** telebot skips every ``post_process`` when a
 middleware cancels the update or raises, when an earlier ``post_process`` raises, or when it
-rejects a handler's signature. So an update's holds are tied to its dispatch frame: while that
-frame is on its thread's stack the update runs, however slowly; once it is gone the update is
-over, and the watcher thread releases what it still holds within ``WATCH_INTERVAL``. Simpler
-anchors fail: telebot's ``data`` dict can't be weakly referenced and a traceback kept in
-``worker_pool.exception_info`` keeps it alive anyway; a thread-local notices the end only when
-the thread's next update starts; a timeout would cut a slow handler short.
+rejects a handler's signature. So a loaded session is *anchored* to its update's dispatch
+frame (the frame also owns the key's hold): while that frame is on some thread's stack the
+update runs, however slowly; once it is gone the update is over, and the watcher releases what
+it still holds within ``WATCH_INTERVAL``. Simpler anchors fail: telebot's ``data`` dict can't be
+weakly referenced, and a traceback kept in ``worker_pool.exception_info`` keeps it alive anyway;
+a thread-local notices the end only when the thread's next update starts; a timeout would cut a
+slow handler short.
 
 **Parking.** An update whose key is held by another update gives its worker back: it returns
 ``CancelUpdate`` from ``pre_process`` and waits in the key's queue without a thread. When the
 key is handed to it, its dispatch is replayed through telebot's own
-``_run_middlewares_and_handler``, on the bot's worker pool (a thread of ours for a bot with
-``threaded=False``), so filters, handlers and later middlewares run as they would have.
-Middlewares registered before the session middleware already ran ``pre_process``: the replay
-puts stand-ins in their place that restore what they put in ``data`` and then run their real
-``post_process``, so each sees one ``pre_process`` and one ``post_process``. Holds taken by an
-earlier session middleware stay with the parked update. A parked update runs exactly once,
-unless the bot's worker pool stops first (``stop_bot()``): then, like the updates still in
-telebot's queue, it is dropped, with a warning naming its key.
+``_run_middlewares_and_handler``, first in the bot's worker queue (it is the oldest update of
+its key; a thread of ours for a bot with ``threaded=False``), so filters, handlers and later
+middlewares run as they would have. Middlewares registered before the session middleware
+already ran ``pre_process``: the replay puts stand-ins in their place that restore what they
+put in ``data`` and then run their real ``post_process``, so each sees one ``pre_process`` and
+one ``post_process``. Sessions loaded by an earlier session middleware stay held, anchored to
+the replay. A parked update runs exactly once, unless the bot's worker pool stops first
+(``stop_bot()``): then, like the updates still in telebot's queue, it may be dropped, with a
+warning naming its key.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import sys
 import threading
 import time
@@ -54,7 +57,7 @@ from .engine import Handle, SessionEngine
 if TYPE_CHECKING:
     from .middleware import SessionMiddleware
 
-__all__ = ["DISPATCH_CODE", "WATCH_INTERVAL", "Update", "dispatch_frame", "park", "update_of"]
+__all__ = ["DISPATCH_CODE", "WATCH_INTERVAL", "Parked", "dispatch_frame", "loaded", "park", "park_elsewhere", "watch"]
 
 logger = logging.getLogger("telesession")
 
@@ -62,7 +65,6 @@ DISPATCH_CODE = TeleBot._run_middlewares_and_handler.__code__
 WATCH_INTERVAL = 0.01
 """Seconds between two looks for updates that ended without ``post_process`` (only while any holds)."""
 
-ATTR = "_telesession_update"  # on the update object: what the session middlewares loaded for it
 _MAX_WAITING_THREADS = 16  # threads waiting for another process's lock on behalf of parked updates
 
 
@@ -76,86 +78,95 @@ def dispatch_frame(caller: FrameType | None) -> FrameType | None:
     return None
 
 
-class Update:
-    """One update as the session middlewares see it: where it runs and what it holds.
+# -- watching loaded sessions ----------------------------------------------------------------------
+# Each SessionMiddleware keeps the sessions it loaded in ``_handles`` (by the id of the update's
+# object); the watcher looks there: a loaded session costs one dict entry, no bookkeeping beside.
 
-    ``frame`` is telebot's dispatch frame while the update runs there; ``None`` while it is
-    parked or replayed (then its ``Replay`` ends it). ``handles``: the sessions loaded for it,
-    per middleware. ``granted``: what parking obtained for a middleware, for its replay to claim.
+
+def watch(handle: Handle[Any], middleware: SessionMiddleware[Any], anchor: object, obj_id: int) -> None:
+    """``handle`` was loaded by ``middleware`` for the update of object ``obj_id``, running in ``anchor``
+    (telebot's dispatch frame, or a parked update's replay)."""
+    handle.anchor, handle.tag = anchor, obj_id
+    middleware._handles[obj_id] = handle
+    if _watcher.idle:
+        _watcher.wake()
+
+
+def loaded() -> list[tuple[Handle[Any], SessionMiddleware[Any]]]:
+    """Every session loaded for a running (or parked) update, with its middleware."""
+    return [(h, m) for m in list(_middlewares) for h in list(m._handles.values())]
+
+
+def end(handle: Handle[Any], middleware: SessionMiddleware[Any], why: str) -> None:
+    """Release ``handle`` without saving: its update is over without its ``post_process``."""
+    tag = handle.tag
+    if isinstance(tag, int) and middleware._handles.get(tag) is handle:
+        del middleware._handles[tag]
+    handle.anchor = None
+    middleware.engine.abandon(handle)
+    logger.warning("telesession: %s session %r; its lock was released and its changes dropped", why, handle.key)
+
+
+def _reanchor(old: tuple[object, ...], new: object) -> None:
+    for handle, _ in loaded():
+        if handle.anchor in old:
+            handle.anchor = new
+
+
+# Every SessionMiddleware of this process (registered when made), for the watcher.
+_middlewares: weakref.WeakSet[SessionMiddleware[Any]] = weakref.WeakSet()
+
+
+# -- parking ---------------------------------------------------------------------------------------
+
+# The parked (or replaying) updates, by the id of their update object (the replay keeps it alive).
+parked: dict[int, Parked] = {}
+
+
+class Parked:
+    """An update that gave its worker back: what parking got for its middlewares, and its replay.
+
+    It owns the holds handed to it while it waits; ``running`` and ``thread_id`` answer the
+    engine's question whether waiting for one of them would wait for oneself.
     """
 
-    __slots__ = ("thread_id", "frame", "handles", "granted", "replay", "__weakref__")
+    __slots__ = ("obj_id", "granted", "replay", "thread_id", "__weakref__")
 
-    def __init__(self, frame: FrameType | None) -> None:
-        self.thread_id = threading.get_ident()
-        self.frame = frame
-        self.handles: dict[SessionMiddleware[Any], Handle[Any]] = {}
+    def __init__(self, obj_id: int) -> None:
+        self.obj_id = obj_id
         self.granted: dict[SessionMiddleware[Any], Hold | Handle[Any]] = {}
         self.replay: Replay | None = None
+        self.thread_id: int | None = None  # the replay's thread, once it runs
 
     def running(self) -> bool:
-        """Whether the update is still running (asked only on its own thread)."""
-        if self.frame is None:
-            return True
-        frame: FrameType | None = sys._getframe()
-        while frame is not None:
-            if frame is self.frame:
-                return True
-            frame = frame.f_back
-        return False
+        return True
 
-    def add(self, middleware: SessionMiddleware[Any], handle: Handle[Any]) -> None:
-        self.handles[middleware] = handle
-        if self.frame is not None:
-            _watcher.watch(self)
-
-    def pop(self, middleware: SessionMiddleware[Any]) -> Handle[Any] | None:
-        handle = self.handles.pop(middleware, None)
-        if not self.handles:
-            _watcher.live.discard(self)
-        return handle
-
-    def end(self, why: str) -> None:
-        """Release everything still held or granted (the update is over without its ``post_process``)."""
-        _watcher.live.discard(self)
-        leftovers = list(self.granted.items()) + list(self.handles.items())
-        self.granted.clear()
-        self.handles.clear()
-        for middleware, held in leftovers:
-            if isinstance(held, Handle):
-                middleware.engine.abandon(held)
-                logger.warning("telesession: %s session %r; its lock was released and its changes dropped", why, held.key)
-            elif held.held:
+    def end(self, replay: Replay, why: str) -> None:
+        """Release what the update still holds or was granted (its replay is over, or will never run)."""
+        if parked.get(self.obj_id) is self:
+            del parked[self.obj_id]
+        for handle, middleware in loaded():
+            if handle.anchor is replay:
+                end(handle, middleware, why)
+        granted, self.granted = list(self.granted.items()), {}
+        for middleware, held in granted:
+            if isinstance(held, Hold):
                 held.release()
+            else:
+                middleware.engine.abandon(held)
 
     def __repr__(self) -> str:
-        return f"<update on thread {self.thread_id}>" if self.replay is None else "<parked update>"
-
-
-def update_of(obj: Any, frame: FrameType | None) -> Update:
-    """The ``Update`` of ``obj`` running in ``frame``: shared by the middlewares of one dispatch or replay."""
-    update: Update | None = obj.__dict__.get(ATTR)
-    if update is None or (update.replay is None and update.frame is not frame):
-        update = Update(frame)
-        obj.__dict__[ATTR] = update
-    return update
-
-
-def update_if_any(obj: Any) -> Update | None:
-    return obj.__dict__.get(ATTR) if hasattr(obj, "__dict__") else None
-
-
-# -- parking -----------------------------------------------------------------------------------
+        return "a parked update"
 
 
 class Replay:
     """A parked update's second run through telebot's dispatch."""
 
-    __slots__ = ("update", "obj", "bot", "handlers", "middlewares", "update_type", "state", "_mutex", "__weakref__")
+    __slots__ = ("parked", "obj", "bot", "handlers", "middlewares", "update_type", "state", "_mutex", "__weakref__")
 
-    def __init__(self, update: Update, obj: Any, frame: FrameType, parker: SessionMiddleware[Any]) -> None:
+    def __init__(self, update: Parked, obj: Any, frame: FrameType, parker: SessionMiddleware[Any]) -> None:
         local = frame.f_locals
-        self.update, self.obj = update, obj
+        self.parked, self.obj = update, obj
         self.bot: Any = local["self"]
         self.handlers: Any = local["handlers"]
         self.update_type: str = local["update_type"]
@@ -169,7 +180,7 @@ class Replay:
         self._mutex = threading.Lock()
 
     def submit(self) -> None:
-        """Queue the replay: on the bot's worker pool, or on a thread of its own for a bot without one."""
+        """Queue the replay: first in the bot's worker queue, or on a thread of its own for a bot without one."""
         with self._mutex:
             if self.state != "parked":
                 return
@@ -180,7 +191,7 @@ class Replay:
             self.drop()
         else:
             _watcher.queue(self)
-            self.bot._exec_task(self.run)
+            _run_first(self.bot, self.run)
 
     def run(self) -> None:
         with self._mutex:
@@ -188,7 +199,7 @@ class Replay:
                 return
             self.state = "running"
         _watcher.queued.discard(self)
-        update = self.update
+        update = self.parked
         update.thread_id = threading.get_ident()
         try:
             self.bot._run_middlewares_and_handler(self.obj, self.handlers, self.middlewares, self.update_type)
@@ -201,7 +212,7 @@ class Replay:
         finally:
             if update.replay is self:  # else it parked again: its next replay ends it
                 update.replay = None
-                update.end("an update of (parked, then replayed) ended without post_process:")
+                update.end(self, "an update of (parked, then replayed) ended without post_process:")
 
     def drop(self, why: str | None = None) -> None:
         """The replay will never run (the bot stopped, or the update failed to load): release what it holds, once."""
@@ -211,13 +222,13 @@ class Replay:
             self.state = "dropped"
         _watcher.queued.discard(self)
         if why is None:
-            keys = [h.key for h in self.update.granted.values()] + [h.key for h in self.update.handles.values()]
+            keys = [h.key for h in self.parked.granted.values()] + [h.key for h, _ in loaded() if h.anchor is self]
             logger.warning(
                 "telesession: the bot stopped before a parked %s of session %s could run; it was dropped, as telebot "
                 "drops the updates still in its queue", self.update_type, ", ".join(map(repr, keys)) or "?",
             )
-        self.update.replay = None
-        self.update.end(why or "a dropped update held")
+        self.parked.replay = None
+        self.parked.end(self, why or "a dropped update held")
 
 
 class _Granted:
@@ -225,7 +236,7 @@ class _Granted:
 
     __slots__ = ("update", "middleware")
 
-    def __init__(self, update: Update, middleware: SessionMiddleware[Any]) -> None:
+    def __init__(self, update: Parked, middleware: SessionMiddleware[Any]) -> None:
         self.update, self.middleware = update, middleware
 
     def granted(self, hold: Hold) -> None:
@@ -235,9 +246,20 @@ class _Granted:
         replay.submit()
 
 
-def park(update: Update, middleware: SessionMiddleware[Any], obj: Any, key: str, frame: FrameType) -> CancelUpdate:
+def _parked(middleware: SessionMiddleware[Any], obj: Any, frame: FrameType) -> Parked:
+    """The update of ``obj`` (in ``frame``) parks: its loaded sessions now end with its replay, not its frame."""
+    update = parked.get(id(obj))
+    if update is None:
+        update = parked[id(obj)] = Parked(id(obj))
+    old = update.replay
+    update.replay = Replay(update, obj, frame, middleware)
+    _reanchor((frame, old) if old is not None else (frame,), update.replay)
+    return update
+
+
+def park(middleware: SessionMiddleware[Any], obj: Any, key: str, frame: FrameType) -> CancelUpdate:
     """Queue the update for ``key`` without a thread; it is replayed once the key is handed to it."""
-    _parked(update, obj, frame, middleware)
+    update = _parked(middleware, obj, frame)
     waiter = _Granted(update, middleware)
     hold = middleware.engine.locks.acquire(middleware.engine.prefix + key, update, waiter)
     if hold is not None:  # freed meanwhile
@@ -245,12 +267,14 @@ def park(update: Update, middleware: SessionMiddleware[Any], obj: Any, key: str,
     return CancelUpdate()
 
 
-def park_elsewhere(update: Update, middleware: SessionMiddleware[Any], obj: Any, hold: Hold, frame: FrameType) -> CancelUpdate | None:
+def park_elsewhere(middleware: SessionMiddleware[Any], obj: Any, hold: Hold, frame: FrameType) -> CancelUpdate | None:
     """Another process holds the key: wait for it on a thread of ours, not the worker; ``None`` when
     too many such waits run already (the caller then waits in place)."""
     if not _waiting_threads.acquire(blocking=False):
         return None
-    replay = _parked(update, obj, frame, middleware)
+    update = _parked(middleware, obj, frame)
+    replay = update.replay
+    assert replay is not None
     engine: SessionEngine[Any] = middleware.engine
 
     def wait() -> None:
@@ -270,14 +294,20 @@ def park_elsewhere(update: Update, middleware: SessionMiddleware[Any], obj: Any,
     return CancelUpdate()
 
 
-def _parked(update: Update, obj: Any, frame: FrameType, middleware: SessionMiddleware[Any]) -> Replay:
-    replay = update.replay = Replay(update, obj, frame, middleware)
-    _watcher.live.discard(update)
-    update.frame = None  # from here on the replay ends it, not its (finished) first call
-    return replay
-
-
 _waiting_threads = threading.BoundedSemaphore(_MAX_WAITING_THREADS)
+
+
+def _run_first(bot: Any, task: Any) -> None:
+    """Queue ``task`` at the front of a threaded bot's worker queue: a replay is the oldest update of its
+    key, and at the back of a long queue it would keep the key (and so every later update of it) waiting."""
+    tasks = getattr(getattr(bot, "worker_pool", None), "tasks", None)
+    if not isinstance(tasks, queue.Queue):
+        bot._exec_task(task)
+        return
+    with tasks.not_empty:  # the queue's mutex; what put() does, at the other end
+        tasks.queue.appendleft((task, (), {}))
+        tasks.unfinished_tasks += 1
+        tasks.not_empty.notify()
 
 
 class _Replayed(BaseMiddleware):
@@ -319,23 +349,17 @@ def _pool_alive(bot: Any) -> bool:
 class _Watcher:
     """One daemon thread per process that ends updates whose dispatch is over, and drops replays of stopped bots.
 
-    It looks every ``WATCH_INTERVAL`` while anything is watched and sleeps otherwise. Watching
-    costs an update one set insertion and one attribute read: ``idle`` is set before the last
-    look, and an update is added before ``idle`` is read, so one of the two sees the other.
+    It looks every ``WATCH_INTERVAL`` while any session is loaded and sleeps otherwise. Watching
+    costs an update one attribute read: ``idle`` is set before the last look, and a handle is
+    added before ``idle`` is read, so one of the two sees the other.
     """
 
     def __init__(self) -> None:
-        self.live: set[Update] = set()  # updates running in a dispatch frame with something held
         self.queued: weakref.WeakSet[Replay] = weakref.WeakSet()  # replays on a worker pool, not started
         self.idle = True
         self._wakeup = threading.Event()
         self._start = threading.Lock()
         self._thread: threading.Thread | None = None
-
-    def watch(self, update: Update) -> None:
-        self.live.add(update)
-        if self.idle:
-            self.wake()
 
     def queue(self, replay: Replay) -> None:
         self.queued.add(replay)
@@ -357,9 +381,9 @@ class _Watcher:
             self._wakeup.clear()
             while True:
                 time.sleep(WATCH_INTERVAL)
-                if not (self.live or self.queued):
+                if not (self._busy() or self.queued):
                     self.idle = True
-                    if not (self.live or self.queued):
+                    if not (self._busy() or self.queued):
                         break
                     self.idle = False
                 try:
@@ -367,35 +391,38 @@ class _Watcher:
                 except Exception:  # the watcher must outlive any surprise, or keys stay held
                     logger.exception("telesession: the update watcher failed; retrying")
 
+    @staticmethod
+    def _busy() -> bool:
+        return any(m._handles for m in list(_middlewares))
+
     def _look(self) -> None:
-        # Listed before the stacks are read: an update watched after this look is judged next time,
-        # never against stacks read before it started.
-        candidates = list(self.live)
-        frames = sys._current_frames()
-        stale = [u for u in candidates if u.frame is not None and not _on_stack(u.frame, frames.get(u.thread_id))]
-        del frames  # frame objects keep every local of every thread alive
-        for update in stale:
-            update.end("an update ended without post_process (another middleware cancelled it or raised) while it held")
+        # Listed before the stacks are read: a session loaded after this look is judged next time,
+        # never against stacks read before its update started.
+        candidates = [(h, m) for h, m in loaded() if type(h.anchor) is FrameType]
+        if candidates:
+            running: set[FrameType] = set()
+            for frame in sys._current_frames().values():
+                while frame is not None and frame not in running:
+                    running.add(frame)
+                    frame = frame.f_back  # type: ignore[assignment]
+            stale = [(h, m) for h, m in candidates if h.anchor not in running and h.anchor is not None]
+            del running  # frame objects keep every local of every thread alive
+            for handle, middleware in stale:
+                if middleware._handles.get(handle.tag) is handle:  # type: ignore[call-overload]
+                    end(handle, middleware, "an update ended without post_process (another middleware cancelled it or raised) while it held")
         for replay in list(self.queued):
             if not _pool_alive(replay.bot):
                 replay.drop()
 
     def _after_fork(self) -> None:
-        # The watcher thread is gone, and every watched update belongs to the parent.
-        self.live = set()
+        # The watcher thread is gone, and every watched session belongs to the parent (the
+        # middlewares' _handles too: their post_process finds the hold not held and saves nothing).
         self.queued = weakref.WeakSet()
+        parked.clear()
         self._thread = None
         self._start = threading.Lock()
         self._wakeup = threading.Event()
         self.idle = True
-
-
-def _on_stack(anchor: FrameType, frame: FrameType | None) -> bool:
-    while frame is not None:
-        if frame is anchor:
-            return True
-        frame = frame.f_back
-    return False
 
 
 _watcher = _Watcher()

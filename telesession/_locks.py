@@ -75,12 +75,13 @@ class KeyLocks:
         return self._holders.get(key)
 
     def try_acquire(self, key: str, owner: object) -> Hold | None:
-        """The key's hold if it is free (and nobody waits for it), else ``None``; never waits."""
-        with self._mutex:
-            if key in self._holders:
-                return None
-            hold = self._holders[key] = Hold(self, key, owner)
-            return hold
+        """The key's hold if it is free (and nobody waits for it), else ``None``; never waits.
+
+        Takes no mutex: ``dict.setdefault`` is atomic, and a key with waiters is never free
+        (a release hands it straight to the oldest), so taking a free key overtakes nobody.
+        """
+        hold = Hold(self, key, owner)
+        return hold if self._holders.setdefault(key, hold) is hold else None
 
     def acquire(self, key: str, owner: object, waiter: Waiter) -> Hold | None:
         """The key's hold if it is free; else ``waiter`` joins the key's queue and ``None`` is returned.
@@ -120,19 +121,27 @@ class KeyLocks:
             return list(self._holders.values())
 
     def _release(self, hold: Hold) -> bool:
-        key = hold.key
+        key, holders = hold.key, self._holders
+        if holders.get(key) is not hold:
+            return False
+        if key not in self._queues:  # nobody waits (the usual case): no mutex
+            del holders[key]
+            if key not in self._queues:
+                return True
+            # A waiter queued between the look and the del: it saw the key held, so hand it on.
         while True:
             with self._mutex:
-                if self._holders.get(key) is not hold:
-                    return False
+                current = holders.get(key)
+                if current is not None and current is not hold:
+                    return True  # taken meanwhile by try_acquire: its release hands it on
                 queue = self._queues.get(key)
                 if not queue:
-                    del self._holders[key]
+                    holders.pop(key, None)
                     return True
                 waiter, owner = queue.popleft()
                 if not queue:
                     del self._queues[key]
-                hold = self._holders[key] = Hold(self, key, owner)
+                hold = holders[key] = Hold(self, key, owner)
             try:
                 waiter.granted(hold)  # outside the mutex: it may take other keys' locks
                 return True

@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-from ._json import dumps, dumps_unchecked, loads
+from ._json import _OPTIONS, dumps, dumps_unchecked, loads
+from orjson import dumps as _dumps
 from .codec import codec_for
 from .errors import CorruptRecordError, DecodeError, EncodeError, MigrationError
 
@@ -26,6 +27,7 @@ __all__ = ["Format", "Loaded", "Migration", "record_problem"]
 S = TypeVar("S")
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
 _RECORD_FIELDS = ("data", "schema", "saved_at")
+_NONE: dict[str, Any] = {}  # a record's extra fields when it has none (never changed)
 
 
 def record_problem(record: Any) -> str | None:
@@ -41,15 +43,20 @@ def record_problem(record: Any) -> str | None:
     return None
 
 
-@dataclasses.dataclass(slots=True)
 class Loaded:
     """What a load found under a key: enough to decide, after the handler, what to write."""
 
-    exists: bool  # a record is stored (readable, perhaps expired)
-    stored: dict[str, Any] | None  # the session data as stored (after migrations), None for a fresh session
-    before: Any  # what a change is measured against: the data as it came, or the JSON of a fresh session
-    extra: dict[str, Any]  # fields of the record beside data/schema/saved_at, written back as they are
-    dirty: bool  # must be written even if the handler changed nothing (it was migrated)
+    __slots__ = ("exists", "stored", "before", "extra", "dirty")
+
+    def __init__(self, exists: bool, stored: dict[str, Any] | None, before: Any, extra: dict[str, Any], dirty: bool):
+        self.exists = exists  # a record is stored (readable, perhaps expired)
+        self.stored = stored  # the session data as stored (after migrations), None for a fresh session
+        self.before = before  # what a change is measured against: the data as it came, or the JSON of a fresh session
+        self.extra = extra  # fields of the record beside data/schema/saved_at, written back as they are
+        self.dirty = dirty  # must be written even if the handler changed nothing (it was migrated)
+
+
+L = TypeVar("L", bound=Loaded)
 
 
 class Format(Generic[S]):
@@ -88,8 +95,9 @@ class Format(Generic[S]):
 
     # -- reading ---------------------------------------------------------------------------
 
-    def read(self, key: str, record: Any, where: object, now: float | None = None) -> tuple[S, Loaded]:
-        """The session in ``record`` (what a storage returned for ``key``; ``None`` when absent).
+    def read(self, key: str, record: Any, where: object, now: float | None = None, make: type[L] = Loaded) -> tuple[S, L]:  # type: ignore[assignment]  # mypy: a default for a TypeVar
+        """The session in ``record`` (what a storage returned for ``key``; ``None`` when absent),
+        and what was loaded, as a ``make`` (a ``Loaded``, or a subclass the caller fills in further).
 
         A fresh ``initial()`` session when there is none or it expired. Raises
         ``CorruptRecordError`` for something that is not a session record, ``MigrationError``
@@ -97,24 +105,32 @@ class Format(Generic[S]):
         that does not fit the class; ``where`` (the storage) goes into their messages, formatted only then.
         """
         if record is None:
-            return self._fresh(False)
-        problem = record_problem(record)
-        if problem is not None:
-            raise CorruptRecordError(f"session {key!r} in {where!r}: {problem}; it was left as it is", key=key, location=repr(where))
-        data, version = record["data"], record.get("schema", 0)
-        if self.ttl is not None:
-            if self.expired(record, now):
-                return self._fresh(True)
-        extra = {name: value for name, value in record.items() if name not in _RECORD_FIELDS} if len(record) > 3 else {}
+            return self._fresh(False, make)
+        if not (
+            type(record) is dict
+            and type(data := record.get("data")) is dict
+            and (version := record.get("schema", 0)) == self.version
+            and type(version) is int
+            and len(record) <= 3
+        ):  # not the usual record (of this version, nothing beside data/schema/saved_at): look closer
+            problem = record_problem(record)
+            if problem is not None:
+                raise CorruptRecordError(f"session {key!r} in {where!r}: {problem}; it was left as it is", key=key, location=repr(where))
+            data, version = record["data"], record.get("schema", 0)
+        if self.ttl is not None and self.expired(record, now):
+            return self._fresh(True, make)
+        extra = {name: value for name, value in record.items() if name not in _RECORD_FIELDS} if len(record) > 3 else _NONE
         dirty = False
         if version != self.version:
             data = self._migrate(key, data, version, where)
             dirty = True
         try:
             if self._codec is None:
-                raw = dumps_unchecked(data, key=key)  # data came from JSON: nothing to refuse
-                return loads(raw), Loaded(True, data, raw, extra, dirty)  # the loads: a deep copy
-            return self._codec.decode(data), Loaded(True, data, data, extra, dirty)  # shares no list or dict with data
+                # A storage returns a new value every time (its contract), so the session can be data
+                # itself; its JSON now is what a change is measured against (data came from JSON:
+                # nothing to refuse).
+                return data, make(True, data, _dumps(data, option=_OPTIONS), extra, dirty)  # type: ignore[return-value]
+            return self._codec.decode(data), make(True, data, data, extra, dirty)  # shares no list or dict with data
         except (DecodeError, EncodeError) as e:
             raise DecodeError(
                 f"session {key!r} in {where!r} does not fit {self.type.__name__}: {e}; it was left as it is",
@@ -128,9 +144,9 @@ class Format(Generic[S]):
             return False
         return saved_at + self.ttl < (time.time() if now is None else now)
 
-    def _fresh(self, exists: bool) -> tuple[S, Loaded]:
+    def _fresh(self, exists: bool, make: type[L]) -> tuple[S, L]:
         session = self.initial()
-        return session, Loaded(exists, None, dumps_unchecked(self._encode(session)), {}, False)
+        return session, make(exists, None, _dumps(self._encode(session), option=_OPTIONS), _NONE, False)
 
     def _migrate(self, key: str, data: dict[str, Any], version: int, where: object) -> dict[str, Any]:
         if version > self.version:
@@ -161,15 +177,24 @@ class Format(Generic[S]):
             raise EncodeError(f"session {key!r} must be a {self.type.__name__}, a handler set a {type(session).__name__}", key=key)
 
     def record(self, key: str, session: Any, loaded: Loaded) -> dict[str, Any] | None:
-        """The record to write for ``session``, or ``None`` when nothing changed. ``session`` must pass ``check``."""
-        # Compared unchecked: the storage's dumps refuses NaN and infinities in what is written.
-        data = self._encode(session)
+        """The record to write for ``session``, or ``None`` when nothing changed. ``session`` must pass ``check``.
+
+        The record holds no NaN or infinity (the codec refuses them in a dataclass session; a dict
+        session is looked through here), so a storage need not look again (``_json.vouch``).
+        """
+        if self._codec is None:
+            data = session
+        else:
+            try:
+                data = self._codec.encode(session)
+            except EncodeError as e:
+                raise EncodeError(f"session {key!r} cannot be stored: {e}", path=e.path, key=key, original_error=e) from e
         before = loaded.before
         if type(before) is bytes:  # a dict session, or a fresh one: compare the JSON
             now = dumps_unchecked(data, key=key)
             changed = now != before
-            if not changed and now.find(b"null") >= 0:
-                dumps(data, key=key)  # a NaN where a null was would look unchanged: refuse it here
+            if now.find(b"null") >= 0 and self._codec is None:
+                dumps(data, key=key)  # orjson wrote NaN as null: look through a dict session once, here
         else:  # a stored dataclass session (before is its stored data); the codec made plain JSON
             if not before.keys() <= data.keys():
                 # Keep fields this version of the class does not know (written by a newer deploy).
@@ -178,6 +203,8 @@ class Format(Generic[S]):
             changed = data != before or dumps_unchecked(data, key=key) != dumps_unchecked(before, key=key)
         if not (changed or loaded.dirty):
             return None
+        if loaded.extra is _NONE:
+            return {"data": data, "schema": self.version, "saved_at": time.time()}
         return {**loaded.extra, "data": data, "schema": self.version, "saved_at": time.time()}
 
     @staticmethod

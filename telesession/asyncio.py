@@ -22,12 +22,11 @@ from typing import Any, TypeVar
 
 from telebot.asyncio_handler_backends import BaseMiddleware, CancelUpdate
 
-from ._dispatch import ATTR
 from ._record import Migration
 from .engine import Handle
 from .errors import SessionError, SessionKeyError
 from .keys import KeyFunction, per_chat
-from .middleware import _Shell
+from .middleware import _MIGRATIONS, _Shell
 from .storage.base import SessionStorage
 
 __all__ = ["AsyncSessionMiddleware"]
@@ -37,14 +36,16 @@ logger = logging.getLogger("telesession")
 S = TypeVar("S")
 
 _ending: set[asyncio.Task[Any]] = set()  # releases scheduled by finished updates (kept from the GC)
+_updates: dict[int, _TaskUpdate] = {}  # id of a running update's object -> its _TaskUpdate (see _dispatch._updates)
 
 
 class _TaskUpdate:
     """One update of an AsyncTeleBot: its task, and the sessions loaded for it, per middleware."""
 
-    __slots__ = ("task", "handles", "__weakref__")
+    __slots__ = ("obj_id", "task", "handles", "__weakref__")
 
-    def __init__(self, task: asyncio.Task[Any] | None) -> None:
+    def __init__(self, obj_id: int, task: asyncio.Task[Any] | None) -> None:
+        self.obj_id = obj_id
         self.task = task
         self.handles: dict[AsyncSessionMiddleware[Any], Handle[Any]] = {}
         if task is not None:
@@ -55,6 +56,8 @@ class _TaskUpdate:
 
     def _ended(self, task: asyncio.Task[Any]) -> None:
         """The update's task is over: release what ``post_process`` did not (it was skipped, or cancelled)."""
+        if _updates.get(self.obj_id) is self:
+            del _updates[self.obj_id]
         for middleware, handle in list(self.handles.items()):
             self.handles.pop(middleware, None)
             logger.warning(
@@ -72,9 +75,9 @@ class _TaskUpdate:
 
 def _update_of(obj: Any) -> _TaskUpdate:
     task = asyncio.current_task()
-    update: _TaskUpdate | None = obj.__dict__.get(ATTR)
+    update = _updates.get(id(obj))
     if update is None or update.task is not task:
-        update = obj.__dict__[ATTR] = _TaskUpdate(task)
+        update = _updates[id(obj)] = _TaskUpdate(id(obj), task)
     return update
 
 
@@ -115,7 +118,7 @@ class AsyncSessionMiddleware(_Shell[S], BaseMiddleware):
         except SessionKeyError as e:
             logger.error("telesession: %s; the update was not handled", e, exc_info=e.__cause__)
             return CancelUpdate()
-        if getattr(obj, "migrate_to_chat_id", None) or getattr(obj, "migrate_from_chat_id", None):
+        if getattr(obj, "content_type", None) in _MIGRATIONS:
             await self._follow_migration(obj)
         if key is None:
             setattr(obj, self.attr, None)
@@ -134,7 +137,7 @@ class AsyncSessionMiddleware(_Shell[S], BaseMiddleware):
         return None
 
     async def post_process(self, obj: Any, data: dict[str, Any], exception: BaseException | None) -> None:
-        update: _TaskUpdate | None = obj.__dict__.get(ATTR)
+        update = _updates.get(id(obj))
         handle = update.handles.pop(self, None) if update is not None else None
         if handle is None:
             return
@@ -152,6 +155,10 @@ class AsyncSessionMiddleware(_Shell[S], BaseMiddleware):
         return handle
 
     # -- sessions from code ------------------------------------------------------------------
+
+    def _handle_of(self, obj: Any) -> Handle[S] | None:
+        update = _updates.get(id(obj))
+        return update.handles.get(self) if update is not None else None
 
     def of(self, obj: Any) -> S:
         """The session of the update object ``obj`` inside its handler, typed as the session class.

@@ -84,12 +84,19 @@ def _copy(value: Any) -> Any:
 # -- encoding -------------------------------------------------------------------------------
 
 
+def _finite(v: float) -> float:
+    """``v``, a float JSON can hold; NaN and infinities are refused (orjson would write null)."""
+    if v - v == 0.0:
+        return v
+    raise _Trail(f"{'NaN' if v != v else 'Infinity' if v > 0 else '-Infinity'}, which JSON can't hold")
+
+
 def _walk(v: Any) -> Any:
     """What dataclasses-json stores for ``v``: its ``_asdict`` step, then the JSON step."""
     t = type(v)
     encoders = cfg.global_config.encoders
     if t in _PLAIN and t not in encoders:
-        return v
+        return v if t is not float else _finite(v)
     if dataclasses.is_dataclass(v) and not isinstance(v, type):
         return codec_for(t)._encode_slow(v)
     if isinstance(v, abc.Mapping):
@@ -107,8 +114,8 @@ def _jsonify(o: Any) -> Any:
         return str.__str__(o)
     if isinstance(o, int):
         return int.__index__(o)
-    if isinstance(o, float):  # NaN and inf stay: orjson writes them as null, json as NaN/Infinity
-        return float.__float__(o)
+    if isinstance(o, float):  # NaN and inf refused: orjson would write them as null, json as NaN/Infinity
+        return _finite(float.__float__(o))
     if isinstance(o, (list, tuple)):
         return _each(o, _jsonify)
     if isinstance(o, dict):
@@ -171,8 +178,10 @@ def _encoder(tp: Any) -> tuple[Any, Fn]:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if _registered(tp, cfg.global_config.encoders) or type(None) in cfg.global_config.encoders:
         return _Never, _walk
-    if tp in (str, int, float, bool):
+    if tp in (str, int, bool):
         return tp, _walk
+    if tp is float:  # not stored as is unchecked: the value must be finite (see _finite)
+        return _Never, _walk
     if tp in (datetime, UUID, Decimal):
         conv: Fn = datetime.timestamp if tp is datetime else str
         return _Never, lambda v: conv(v) if type(v) is tp else _walk(v)
@@ -402,6 +411,8 @@ def _encode_inline(src: _Source, tp: Any, v: str, first: str, inlined: tuple[typ
         return _encode_inline(src, args[1] if args[0] is type(None) else args[0], v, first, inlined, none=True)
     elif exact is not _Never:
         return f"{v} if type({first}) is {src.ref(exact)} else {call}"
+    elif tp is float:  # a finite float as is (v - v is 0.0 for those only); anything else by the converter
+        return f"{v} if type({first}) is float and {v} - {v} == 0.0 else {call}"
     elif tp is datetime:
         return f"{src.ref(datetime.timestamp)}({v}) if type({first}) is {src.ref(datetime)} else {call}"
     elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
@@ -741,7 +752,8 @@ class Codec(Generic[T]):
         return _Trail(f"expected a JSON object for {self.cls.__qualname__}, got {type(data).__name__}")
 
     def _encode_dcj(self, obj: T) -> dict[str, Any]:
-        return json.loads(json.dumps(dcj._asdict(obj), cls=dcj._ExtendedEncoder))  # type: ignore[no-any-return]
+        # allow_nan=False: NaN and infinities are refused here too, as everywhere else.
+        return json.loads(json.dumps(dcj._asdict(obj), cls=dcj._ExtendedEncoder, allow_nan=False))  # type: ignore[no-any-return]
 
     def _decode_dcj(self, data: Any) -> T:
         if not isinstance(data, dict):

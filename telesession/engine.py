@@ -19,18 +19,21 @@ import asyncio
 import contextlib
 import logging
 import re
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
+from types import FrameType
 from typing import Any, Generic, TypeVar
 
+from ._json import vouch
 from ._locks import FutureWaiter, Hold, KeyLocks, ThreadWaiter, table_for
 from ._record import Format, Loaded, Migration
 from .errors import CorruptRecordError, DecodeError, EncodeError, SessionError, SessionKeyError, StorageError
 from .storage.base import AsyncLease, Lease, SessionStorage
 
-__all__ = ["SessionEngine", "Handle", "HeldRecord", "QUARANTINE"]
+__all__ = ["SessionEngine", "Handle", "HeldRecord", "QUARANTINE", "parse_quarantined"]
 
 logger = logging.getLogger("telesession")
 
@@ -42,19 +45,27 @@ QUARANTINE = "quarantine:"
 _QUARANTINED = re.compile(r"quarantine:(\d{8}T\d{6}\.\d{6}Z):(.*)", re.DOTALL)
 
 
-class Handle(Generic[S]):
-    """One key held and its session loaded; ended by ``SessionEngine.finish`` (or ``abandon``)."""
+def parse_quarantined(name: str) -> tuple[str, str, str] | None:
+    """``(prefix, original key, UTC time)`` of a quarantined record's storage key, under any prefix; else ``None``."""
+    found = _QUARANTINED.search(name)
+    return None if found is None else (name[: found.start()], found.group(2), found.group(1))
 
-    __slots__ = ("key", "hold", "lease", "session", "loaded")
 
-    lease: Any  # Lease after load(), AsyncLease after aload()
+class Handle(Loaded, Generic[S]):
+    """One key held and its session loaded (with what was loaded); ended by ``SessionEngine.finish`` (or ``abandon``)."""
 
-    def __init__(self, key: str, hold: Hold, lease: Any, session: S, loaded: Loaded):
-        self.key = key  # as the key function made it (without the prefix)
-        self.hold = hold
-        self.lease = lease  # the storage's cross-process hold; None for a storage one process uses
-        self.session = session
-        self.loaded = loaded
+    __slots__ = ("key", "hold", "lease", "session", "anchor", "tag")
+
+    key: str  # as the key function made it (without the prefix)
+    hold: Hold
+    lease: Any  # the storage's cross-process hold: a Lease after load(), an AsyncLease after aload(); None for a storage one process uses
+    session: S
+    anchor: object  # for the shell: what the handle's life is tied to (a frame, a task)
+    tag: object  # for the shell: whose it is
+
+    def _fill(self, key: str, hold: Hold, lease: Any, session: S) -> Handle[S]:
+        self.key, self.hold, self.lease, self.session, self.anchor, self.tag = key, hold, lease, session, None, None
+        return self
 
     def __repr__(self) -> str:
         return f"<Handle {self.key!r}{'' if self.hold.held else ' (released)'}>"
@@ -148,6 +159,7 @@ class SessionEngine(Generic[S]):
         self.prefix = prefix
         self.ttl: float | None = ttl
         self.on_unreadable = on_unreadable
+        self._quarantining = on_unreadable == "quarantine"
         self.owns = owns
         self.locks: KeyLocks = table_for(storage.identity())
         # A storage that neither locks across processes nor overrides acquire: plain get/set.
@@ -179,14 +191,22 @@ class SessionEngine(Generic[S]):
         return hold if hold is not None else await waiter.wait(self.locks, name)
 
     def _refuse_waiting_on_itself(self, name: str, owner: object) -> None:
+        """Raise rather than wait for a key this very code holds (an update's handler editing its own key).
+
+        Owners say where they run: a frame (an update running in it: is it on this stack?), a
+        ``task``, or a ``thread_id`` with ``running()``.
+        """
         holder = self.locks.holder(name)
         if holder is None:
             return
         mine = holder.owner
         task = getattr(mine, "task", None)
-        same = task is not None and task is getattr(owner, "task", None)
-        if task is None and getattr(mine, "thread_id", None) == threading.get_ident() == getattr(owner, "thread_id", None):
-            same = bool(mine.running())  # type: ignore[attr-defined]
+        if type(mine) is FrameType:
+            same = _on_this_stack(mine)
+        elif task is not None:
+            same = task is getattr(owner, "task", None)
+        else:
+            same = getattr(mine, "thread_id", None) == threading.get_ident() and bool(mine.running())  # type: ignore[attr-defined]
         if same:
             raise SessionKeyError(
                 f"session key {name[len(self.prefix):]!r} is already held by {mine!r} on this "
@@ -216,16 +236,17 @@ class SessionEngine(Generic[S]):
                 if lease is None:
                     return None
                 record, error = lease.value, lease.error
-            unreadable = self._unreadable(name, record, error)
-            if unreadable is not None:  # quarantine: move it aside, go on with a fresh session
-                self.storage.rename(name, self._quarantine_name(name))
-                self._log_quarantine(name, unreadable)
-                record = None
-            session, loaded = self.format.read(name, record, self.storage)
+            if error is not None or self._quarantining:
+                unreadable = self._unreadable(name, record, error)
+                if unreadable is not None:  # quarantine: move it aside, go on with a fresh session
+                    self.storage.rename(name, self._quarantine_name(name))
+                    self._log_quarantine(name, unreadable)
+                    record = None
+            session, handle = self.format.read(name, record, self.storage, make=Handle)
         except BaseException as e:
             self._release(hold, lease)
             raise _storage_error(e, "load", name, self.storage) from e
-        return Handle(name[len(self.prefix) :], hold, lease, session, loaded)
+        return handle._fill(name[len(self.prefix) :], hold, lease, session)
 
     async def aload(self, hold: Hold, *, blocking: bool = True) -> Handle[S] | None:
         """``load`` for async code: the storage is awaited (in a thread where it blocks)."""
@@ -242,16 +263,16 @@ class SessionEngine(Generic[S]):
                 if lease is None:
                     return None
                 record, error = lease.value, lease.error
-            unreadable = self._unreadable(name, record, error)
+            unreadable = self._unreadable(name, record, error) if error is not None or self._quarantining else None
             if unreadable is not None:
                 await self.storage.arename(name, self._quarantine_name(name))
                 self._log_quarantine(name, unreadable)
                 record = None
-            session, loaded = self.format.read(name, record, self.storage)
+            session, handle = self.format.read(name, record, self.storage, make=Handle)
         except BaseException as e:
             await self._arelease(hold, lease)
             raise _storage_error(e, "load", name, self.storage) from e
-        return Handle(name[len(self.prefix) :], hold, lease, session, loaded)
+        return handle._fill(name[len(self.prefix) :], hold, lease, session)
 
     def _unreadable(self, name: str, record: Any, error: CorruptRecordError | None) -> SessionError | None:
         """Why the record under ``name`` must be quarantined, or ``None`` to read it (which raises if it must fail)."""
@@ -278,11 +299,21 @@ class SessionEngine(Generic[S]):
         if not hold.held:
             raise self._not_held(handle)
         try:
-            record = self._decide(handle, session) if save else False
+            if not save:
+                record: Any = False
+            elif session is None:
+                record = None if handle.exists else False
+            else:
+                if type(session) is not self.format.type:
+                    self.format.check(handle.key, session)
+                record = self.format.record(handle.key, session, handle)
+                if record is None:
+                    record = False
         except BaseException:
             self._release(hold, lease)
             raise
         try:
+            vouch(record)  # Format.record checked it: the storage's dumps need not look for NaN again
             if lease is None:
                 if record is None:
                     self.storage.delete(name)
@@ -299,6 +330,7 @@ class SessionEngine(Generic[S]):
                 self.format.explain(handle.key, record)
             raise _storage_error(e, "save", name, self.storage) from e
         finally:
+            vouch(None)
             hold.release()
         return record is not False
 
@@ -335,9 +367,9 @@ class SessionEngine(Generic[S]):
     def _decide(self, handle: Handle[S], session: Any) -> dict[str, Any] | None | bool:
         """The record to write, ``None`` to delete, ``False`` to write nothing."""
         if session is None:
-            return None if handle.loaded.exists else False
+            return None if handle.exists else False
         self.format.check(handle.key, session)
-        record = self.format.record(handle.key, session, handle.loaded)
+        record = self.format.record(handle.key, session, handle)
         return False if record is None else record
 
     def abandon(self, handle: Handle[S]) -> None:
@@ -422,7 +454,7 @@ class SessionEngine(Generic[S]):
         _check_key(key)
         name = self.prefix + key
         try:
-            session, loaded = self.format.read(name, self.storage.get(name), self.storage)
+            session, loaded = self.format.read(name, self.storage.get(name), self.storage, make=Loaded)
         except BaseException as e:
             raise _storage_error(e, "read", name, self.storage) from e
         return session if loaded.stored is not None else None
@@ -458,7 +490,7 @@ class SessionEngine(Generic[S]):
         _check_key(key)
         name = self.prefix + key
         try:
-            session, loaded = self.format.read(name, await self.storage.aget(name), self.storage)
+            session, loaded = self.format.read(name, await self.storage.aget(name), self.storage, make=Loaded)
         except BaseException as e:
             raise _storage_error(e, "read", name, self.storage) from e
         return session if loaded.stored is not None else None
@@ -541,9 +573,9 @@ class SessionEngine(Generic[S]):
     def quarantined(self) -> Iterator[tuple[str, str, str]]:
         """``(storage key, original key, when)`` of every quarantined record under this prefix."""
         for name in self.storage.keys():
-            found = name.startswith(self.prefix) and _QUARANTINED.fullmatch(name[len(self.prefix) :])
-            if found:
-                yield name, found.group(2), found.group(1)
+            found = parse_quarantined(name)
+            if found is not None and found[0] == self.prefix:
+                yield name, found[1], found[2]
 
     def sweep(self, now: float | None = None) -> int:
         """Remove every record of this engine not saved for longer than ``ttl``; returns how many.
@@ -555,24 +587,25 @@ class SessionEngine(Generic[S]):
             raise ValueError("sweep() needs a ttl: SessionMiddleware(..., ttl=seconds)")
         removed = 0
         for key in list(self.keys()):
-            if self._expired(self.storage.get(self.prefix + key), now) and self._remove_if_expired(key, now):
+            if self.format.expired(self.storage.get(self.prefix + key), now) and self.remove_if_expired(key, now):
                 removed += 1
         return removed
 
-    def _expired(self, record: Any, now: float | None) -> bool:
-        return self.format.expired(record, now)
-
-    def _remove_if_expired(self, key: str, now: float | None) -> bool:
+    def remove_if_expired(self, key: str, now: float | None = None) -> bool:
+        """Remove ``key``'s record if it is expired when held (checked again under the hold); whether it went."""
+        _check_key(key)
+        if self.ttl is None:
+            raise ValueError("remove_if_expired() needs a ttl")
         hold = self.hold(key, _Block())
         try:
             if self._plain:
-                if not self._expired(self.storage.get(hold.key), now):
+                if not self.format.expired(self.storage.get(hold.key), now):
                     return False
                 self.storage.delete(hold.key)
                 return True
             lease = self.storage.acquire(hold.key)
             assert lease is not None
-            if self._expired(lease.value, now):
+            if self.format.expired(lease.value, now):
                 lease.delete()
                 return True
             lease.release()
@@ -584,12 +617,12 @@ class SessionEngine(Generic[S]):
         """``sweep`` for async code (each candidate in a thread, so the loop never waits on it)."""
         removed = 0
         async for key in self.akeys():
-            if self._expired(await self.storage.aget(self.prefix + key), now):
+            if self.format.expired(await self.storage.aget(self.prefix + key), now):
                 hold = await self.ahold(key, _Block(asyncio.current_task()))
                 try:
                     lease = await self.storage.aacquire(hold.key)
                     assert lease is not None
-                    if self._expired(lease.value, now):
+                    if self.format.expired(lease.value, now):
                         await lease.delete()
                         removed += 1
                     else:
@@ -598,11 +631,12 @@ class SessionEngine(Generic[S]):
                     hold.release()
         return removed
 
-    def move(self, old: str, new: str) -> bool:
-        """Move ``old``'s session to ``new`` (a group that became a supergroup), both held in a fixed order.
+    def move(self, old: str, new: str, *, replace: bool = False) -> bool:
+        """Move ``old``'s record to ``new`` (a group that became a supergroup), both held in a fixed order.
 
-        Moves only when ``old`` has a record and ``new`` has none; returns whether it moved.
-        When both exist, nothing moves and a warning names both (nothing is lost).
+        Moves only when ``old`` has a record (readable or not: it moves as it is) and, unless
+        ``replace``, ``new`` has none; returns whether it moved. When both exist and not
+        ``replace``, nothing moves and a warning names both (nothing is lost).
         """
         _check_key(old)
         _check_key(new)
@@ -621,7 +655,7 @@ class SessionEngine(Generic[S]):
                             stack.callback(lease.release)
                     if not self.storage.has(self.prefix + old):
                         return False
-                    if self.storage.has(self.prefix + new):
+                    if not replace and self.storage.has(self.prefix + new):
                         logger.warning(
                             "telesession: session %r was not moved to %r in %s: %r already has a session; both are kept",
                             old, new, self.storage, new,
@@ -632,6 +666,15 @@ class SessionEngine(Generic[S]):
                 h2.release()
         finally:
             h1.release()
+
+
+def _on_this_stack(frame: FrameType) -> bool:
+    here: FrameType | None = sys._getframe()
+    while here is not None:
+        if here is frame:
+            return True
+        here = here.f_back
+    return False
 
 
 def _check_key(key: str) -> None:

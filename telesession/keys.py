@@ -101,6 +101,9 @@ class _PerChat(SessionKey):
     pattern = re.compile(_BUSINESS + _CHAT)
 
     def __call__(self, obj: Any) -> str | None:
+        chat = getattr(obj, "chat", None)
+        if chat is not None and getattr(obj, "business_connection_id", None) is None:
+            return str(chat.id)  # a message in a chat of the bot's own: every update pays this call
         chat = chat_of(obj)
         return None if chat is None else _scope(chat.id, business_connection_of(obj))
 

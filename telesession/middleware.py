@@ -47,6 +47,9 @@ UPDATE_TYPES = [
 ]  # fmt: skip
 """Every update kind telebot 4.37 hands to class middlewares."""
 
+# Service messages of a group that became a supergroup (telebot's content_type for them).
+_MIGRATIONS = frozenset({"migrate_to_chat_id", "migrate_from_chat_id"})
+
 # Names telebot itself puts in ``data`` or gives a meaning as handler parameters.
 _TELEBOT_NAMES = frozenset({"data", "bot", "state"})
 _UPDATE_CLASSES = (
@@ -124,6 +127,7 @@ class _Shell(Generic[S]):
         self.attr = attr
         self.lazy = lazy
         self._lazy = _Lazy(attr)
+        self._handles: dict[int, Handle[S]] = {}  # id of an update's object -> its loaded session (sync shell)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.engine.format.type.__name__}, {self.storage!r}, attr={self.attr!r})"
@@ -133,10 +137,16 @@ class _Shell(Generic[S]):
         try:
             key = self.get_session_key(obj)
         except Exception as e:
-            raise SessionKeyError(f"get_session_key failed on a {type(obj).__name__}: {e!r}", original_error=e) from e
+            raise self._key_failure(obj, e) from e
         if key is not None and (not isinstance(key, str) or not key):
             raise SessionKeyError(f"get_session_key returned {key!r} for a {type(obj).__name__}; a key is a non-empty str or None")
         return key
+
+    @staticmethod
+    def _key_failure(obj: Any, error: Exception) -> SessionKeyError:
+        failure = SessionKeyError(f"get_session_key failed on a {type(obj).__name__}: {error!r}", original_error=error)
+        failure.__cause__ = error
+        return failure
 
     def _key(self, key: str | Any) -> str:
         if isinstance(key, str):
@@ -149,11 +159,14 @@ class _Shell(Generic[S]):
             )
         return found
 
+    def _handle_of(self, obj: Any) -> Handle[S] | None:
+        """The handle of ``obj``'s running update loaded by this middleware, or ``None``."""
+        raise NotImplementedError
+
     def _loaded(self, obj: Any) -> Any:
         """``obj``'s session if this middleware loaded it for the running update; else raise saying why not."""
         current = getattr(obj, self.attr, _MISSING)
-        update = obj.__dict__.get(_UPDATE) if hasattr(obj, "__dict__") else None
-        if current is not _MISSING and update is not None and self in update.handles:
+        if current is not _MISSING and self._handle_of(obj) is not None:
             return current
         if current is None:
             raise SessionKeyError(
@@ -194,73 +207,104 @@ class SessionMiddleware(_Shell[S], BaseMiddleware):
     gives its worker back and runs once the key is free (see ``_dispatch``).
     """
 
+    def __init__(
+        self,
+        *,
+        initial: Callable[[], S],
+        storage: SessionStorage | None = None,
+        get_session_key: KeyFunction = per_chat,
+        attr: str = "session",
+        prefix: str = "",
+        ttl: float | timedelta | None = None,
+        migrations: Mapping[int, Migration] | None = None,
+        lazy: bool = False,
+        on_unreadable: str = "fail",
+    ):
+        _Shell.__init__(
+            self, initial=initial, storage=storage, get_session_key=get_session_key, attr=attr, prefix=prefix, ttl=ttl,
+            migrations=migrations, lazy=lazy, on_unreadable=on_unreadable,
+        )
+        _dispatch._middlewares.add(self)  # the watcher looks at its _handles
+
     # -- telebot's hooks -------------------------------------------------------------------
 
     def pre_process(self, obj: Any, data: dict[str, Any]) -> CancelUpdate | None:
+        if getattr(obj, "content_type", None) in _MIGRATIONS:
+            self._follow_migration(obj)
+        if self.lazy:  # nothing else until the handler asks (of)
+            setattr(obj, self.attr, self._lazy)
+            return None
         caller = sys._getframe(1)  # telebot's dispatch call when it called us directly (the usual case)
         frame = caller if caller.f_code is _dispatch.DISPATCH_CODE else _dispatch_frame(caller)
         try:
-            key = self.key_of(obj)
-        except SessionKeyError as e:
-            logger.error("telesession: %s; the update was not handled", e, exc_info=e.__cause__)
+            key = self.get_session_key(obj)
+            if key.__class__ is not str or not key:  # not the usual answer: None, or a mistake
+                key = self.key_of(obj)
+        except Exception as e:
+            error = e if isinstance(e, SessionKeyError) else self._key_failure(obj, e)
+            logger.error("telesession: %s; the update was not handled", error, exc_info=error.__cause__)
             return CancelUpdate()
-        if getattr(obj, "migrate_to_chat_id", None) or getattr(obj, "migrate_from_chat_id", None):
-            self._follow_migration(obj)
         if key is None:
             setattr(obj, self.attr, None)
             data[self.attr] = None
             return None
-        if self.lazy:
-            setattr(obj, self.attr, self._lazy)
-            return None
-        update = _dispatch.update_of(obj, frame)
-        got = update.granted.pop(self, None)  # what parking got for it: this is its replay
-        name = self.engine.prefix + key
-        if got is not None and (got.hold.key if isinstance(got, Handle) else got.key) != name:
-            # The key function gives another key this time: let the one it got go.
-            got.release() if isinstance(got, Hold) else self.engine.abandon(got)
-            got = None
+        obj_id = id(obj)
+        replaying = _dispatch.parked.get(obj_id) if _dispatch.parked else None  # this is a parked update's replay
         try:
-            if isinstance(got, Handle):
-                handle = got
-            else:
-                hold = got or self.engine.try_hold(key, update)
-                if hold is None:
-                    holder = self.engine.locks.holder(name)
-                    if holder is not None and holder.owner is update:
-                        raise SessionKeyError(
-                            f"session key {key!r} is already held by this update: two SessionMiddlewares on one "
-                            "storage produce the same key; give them key functions (or prefixes) that differ",
-                            key=key,
-                        )
-                    return _dispatch.park(update, self, obj, key, frame)
-                loaded = self.engine.load(hold, blocking=False)
-                if loaded is None:  # another process holds the key
-                    parked = _dispatch.park_elsewhere(update, self, obj, hold, frame)
-                    if parked is not None:
-                        return parked
-                    loaded = self.engine.load(hold)
-                    assert loaded is not None
-                handle = loaded
+            handle = self._handle_for(obj, key, frame, replaying)
         except SessionError as e:
             self._log_failure(key, e, "loading")
             return CancelUpdate()
-        update.add(self, handle)
+        if not isinstance(handle, Handle):
+            return handle  # parked
+        _dispatch.watch(handle, self, replaying.replay if replaying is not None else frame, obj_id)
         setattr(obj, self.attr, handle.session)
         data[self.attr] = handle.session
         return None
 
+    def _handle_for(self, obj: Any, key: str, frame: Any, replaying: _dispatch.Parked | None) -> Handle[S] | CancelUpdate:
+        """``key`` held and loaded for the update running in ``frame``, or the CancelUpdate of parking it."""
+        name = self.engine.prefix + key
+        got = replaying.granted.pop(self, None) if replaying is not None else None  # what parking got for it
+        if got is not None and (got.hold.key if isinstance(got, Handle) else got.key) != name:
+            # The key function gives another key this time: let the one it got go.
+            got.release() if isinstance(got, Hold) else self.engine.abandon(got)
+            got = None
+        if isinstance(got, Handle):
+            return got
+        hold = got or self.engine.try_hold(key, frame)
+        if hold is None:
+            holder = self.engine.locks.holder(name)
+            if holder is not None and (holder.owner is frame or (replaying is not None and holder.owner is replaying)):
+                raise SessionKeyError(
+                    f"session key {key!r} is already held by this update: two SessionMiddlewares on one "
+                    "storage produce the same key; give them key functions (or prefixes) that differ",
+                    key=key,
+                )
+            return _dispatch.park(self, obj, key, frame)
+        handle = self.engine.load(hold, blocking=False)
+        if handle is None:  # another process holds the key
+            parked = _dispatch.park_elsewhere(self, obj, hold, frame)
+            if parked is not None:
+                return parked
+            handle = self.engine.load(hold)
+            assert handle is not None
+        return handle
+
     def post_process(self, obj: Any, data: dict[str, Any], exception: BaseException | None) -> None:
-        update = _dispatch.update_if_any(obj)
-        handle = update.pop(self) if update is not None else None
+        handle = self._handles.pop(id(obj), None)
         if handle is None:
             return  # no key, lazy and never loaded, or loading failed
+        handle.anchor = None  # the frame holds the update object: no cycle left for the GC to find
         try:
             self.engine.finish(handle, getattr(obj, self.attr, None), save=exception is None)
         except SessionError as e:
             self._log_failure(handle.key, e, "saving")
 
     # -- sessions from code ------------------------------------------------------------------
+
+    def _handle_of(self, obj: Any) -> Handle[S] | None:
+        return self._handles.get(id(obj))
 
     def of(self, obj: Any) -> S:
         """The session of the update object ``obj``, inside its handler (or filter), typed as the session class.
@@ -282,10 +326,11 @@ class SessionMiddleware(_Shell[S], BaseMiddleware):
         if key is None:
             setattr(obj, self.attr, None)
             raise SessionKeyError(f"this {type(obj).__name__} has no session: get_session_key gave no key for it")
-        update = _dispatch.update_of(obj, frame)
-        handle = self.engine.load(self.engine.hold(key, update))
+        obj_id = id(obj)
+        replaying = _dispatch.parked.get(obj_id)
+        handle = self.engine.load(self.engine.hold(key, frame))  # here a handler waits: it can't be parked
         assert handle is not None
-        update.add(self, handle)
+        _dispatch.watch(handle, self, replaying.replay if replaying is not None else frame, obj_id)
         setattr(obj, self.attr, handle.session)
         return handle.session
 
@@ -332,7 +377,6 @@ class SessionMiddleware(_Shell[S], BaseMiddleware):
 
 
 _MISSING: Any = object()
-_UPDATE = _dispatch.ATTR  # where an update object keeps what the middlewares loaded for it (sync and async)
 
 
 def _dispatch_frame(caller: Any) -> Any:

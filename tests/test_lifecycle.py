@@ -54,11 +54,9 @@ def test_a_session_not_saved_for_longer_than_ttl_starts_afresh(storage: SessionS
 
 def test_sweep_removes_expired_records_while_the_bot_runs(storage: SessionStorage) -> None:
     """sweep() deletes only records older than ttl, counts them, and races live updates without losing any."""
-    sessions = SessionMiddleware(initial=Count, storage=storage, ttl=0.5)
-    for key in ("101", "102", "103"):
-        with sessions.edit(key) as session:
-            session.n = 1
-    time.sleep(0.7)
+    sessions = SessionMiddleware(initial=Count, storage=storage, ttl=3600)
+    for key in ("101", "102", "103"):  # saved two hours ago, by a bot that ran then
+        storage.set(key, {"data": {"n": 1}, "schema": 0, "saved_at": time.time() - 7200})
     done = Counter()
     bot = make_bot(threaded=True, num_threads=4)
     bot.setup_middleware(sessions)

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import orjson
 
-from .base import JSONValue, SessionStorage, dump_json
+from .._json import dumps
+from .base import JSONValue, SessionStorage
 
 __all__ = ["MemoryStorage"]
 
@@ -33,7 +34,7 @@ class MemoryStorage(SessionStorage):
     def set(self, key: str, value: JSONValue) -> None:
         # A copy of the right size: orjson's result keeps its whole working buffer allocated
         # (tracemalloc: 4,094 bytes held for a 486-byte session, 8x), though len() says 486.
-        self._records[key] = memoryview(dump_json(key, value)).tobytes()
+        self._records[key] = memoryview(dumps(value, key=key)).tobytes()
 
     def delete(self, key: str) -> None:
         self._records.pop(key, None)

@@ -24,6 +24,7 @@ _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # microseconds, so waiting this long means something is wrong, not merely busy.
 _BUSY_TIMEOUT = 30.0
 _KEYS_PAGE = 1000
+_OPENING = "\x00telesession: opening the database"  # the lock byte held while a process sets the database up
 
 
 def _raw(key: str) -> bytes:
@@ -80,18 +81,21 @@ class SQLiteStorage(SessionStorage):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _make_private(self.path)
+            # Beside the real file (a symlinked path must lock where the others do); the table's
+            # name is mixed into each key's byte, so one key in two tables is two locks.
+            real = Path(os.path.realpath(self.path))
+            self._lock = LockFile(real.with_name(real.name + "-telesession.lock"), namespace=table)
             self._conn = self._connect()
         except (OSError, sqlite3.Error) as e:
             raise StorageError(f"cannot open SQLite session database {self._location}: {e}", location=self._location, original_error=e) from e
-        # Beside the real file (a symlinked path must lock where the others do); the table's name
-        # is mixed into each key's byte, so one key in two tables is two locks.
-        real = Path(os.path.realpath(self.path))
-        self._lock = LockFile(real.with_name(real.name + "-telesession.lock"), namespace=table)
 
     def _connect(self) -> sqlite3.Connection:
         self._pid = os.getpid()
         # isolation_level=None: every statement commits on its own; no transaction is left open.
         conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+        # One process at a time: switching a new database to WAL does not wait for the busy
+        # timeout, so processes opening one fresh database together failed ("database is locked").
+        release = self._lock.hold(_OPENING)
         try:
             conn.execute("PRAGMA journal_mode=WAL")  # "file is not a database" shows up here
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -106,6 +110,9 @@ class SQLiteStorage(SessionStorage):
         except BaseException:
             conn.close()
             raise
+        finally:
+            assert release is not None
+            release()
         return conn
 
     def _connection(self) -> sqlite3.Connection:
