@@ -303,3 +303,56 @@ def test_no_key_gives_no_session_and_the_handler_runs() -> None:
 
     asyncio.run(bot.process_new_updates([update(inline_query={"id": "1", "from": user(5), "query": "q", "offset": ""})]))
     assert got == [(None, None)] and list(storage.keys()) == []
+
+
+def test_async_polling_over_http_keeps_exact_counts(storage: SessionStorage) -> None:
+    """A real AsyncTeleBot polling the Bot API stand-in over HTTP: users at once, a double tap, exact counts."""
+    from telesession.testing import FakeBotAPI, serve_async_bot
+
+    from .test_e2e import run_threads
+
+    bot = AsyncTeleBot("123:TEST")
+    sessions = AsyncSessionMiddleware(initial=Count, storage=storage)
+    bot.setup_middleware(sessions)
+
+    @bot.message_handler(commands=["count"])
+    async def count(message: Any) -> None:
+        session = sessions.of(message)
+        value = session.n
+        await asyncio.sleep(0)  # the batch's other updates run here
+        session.n = value + 1
+
+    @bot.message_handler(commands=["show"])
+    async def show(message: Any) -> None:
+        await bot.send_message(message.chat.id, f"n={sessions.of(message).n}")
+
+    with FakeBotAPI() as api, serve_async_bot(api, bot):
+        users = [api.user() for _ in range(5)]
+        run_threads(*(lambda u=u: [u.send(f"/count {i}") for i in range(20)] for u in users))
+        for user in users:
+            user.send("/show")  # after its /counts: a later batch, or later in the same one
+        for user in users:
+            assert user.wait_for_reply("n=", timeout=10).text == "n=20"
+    assert [stored(storage, u.id) for u in users] == [{"n": 20}] * 5
+
+
+def test_the_async_example_counts_and_fills_a_cart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/async_bot.py, unchanged, over HTTP: /count counts per chat and the cart button adds."""
+    import runpy
+
+    from telesession.testing import FakeBotAPI, serve_async_bot
+
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:TEST")
+    monkeypatch.chdir(tmp_path)
+    example = runpy.run_path(str(Path(__file__).resolve().parent.parent / "examples" / "async_bot.py"), run_name="example")
+    with FakeBotAPI() as api, serve_async_bot(api, example["bot"]):
+        alice, bob = api.user(first_name="Alice"), api.user(first_name="Bob")
+        assert alice.ask("/count").text == "Count: 1"
+        assert alice.ask("/count").text == "Count: 2"
+        assert bob.ask("/count").text == "Count: 1"
+        menu = alice.ask("/shop")
+        alice.press(menu, "Add apple")
+        alice.press(menu, "Add apple")
+        assert api.wait_for_edit(menu).text == "Your cart: apple x1"
+        assert api.wait_for_edit(menu).text == "Your cart: apple x2"
+    example["sessions"].storage.close()
