@@ -70,6 +70,10 @@ def test_scheduled_job_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         assert alice.ask("/checkin").text == "Streak: 1 day(s)"
         assert bob.ask("/checkin").text == "Streak: 1 day(s)"
         assert alice.ask("/checkin").text == "Streak: 1 day(s)"  # once a day
+        # A reply goes out before its update saves, and the job sees a chat only once it is
+        # stored: wait for Bob's first session to land (the edit waits for his update's hold).
+        with example["sessions"].edit(str(bob.id)):
+            pass
         assert example["end_of_day"]() == 0
         assert alice.ask("/checkin").text == "Streak: 2 day(s)"
         assert example["end_of_day"]() == 1  # Bob did not check in today

@@ -166,16 +166,26 @@ def test_long_keys_are_listed_by_the_key_inside_the_file(tmp_path: Path) -> None
     assert orjson.loads(storage.file(key).read_bytes())["key"] == key
 
 
-@pytest.mark.parametrize("kind", ["file", "sqlite"])
-def test_unusable_lock_file_is_a_storage_error(kind: str, tmp_path: Path) -> None:
+def test_unusable_lock_file_is_a_storage_error(tmp_path: Path) -> None:
     """A lock file that can't be opened raises StorageError naming the key and the file."""
-    with STORAGE_KINDS[kind](tmp_path) as storage:
+    with STORAGE_KINDS["file"](tmp_path) as storage:
         path = storage._lock.path  # type: ignore[attr-defined]
         path.mkdir()  # a directory where the lock file belongs
         with pytest.raises(StorageError) as info:
             storage.acquire("k")
         assert info.value.key == "k" and info.value.location == str(path)
         assert "'k'" in str(info.value) and str(path) in str(info.value)
+
+
+def test_unusable_sqlite_lock_file_is_a_storage_error_at_construction(tmp_path: Path) -> None:
+    """SQLiteStorage opens its lock file to set the database up: one it can't open is refused there, named."""
+    path = tmp_path / "sessions.db-telesession.lock"
+    path.mkdir()  # a directory where the lock file belongs
+    with pytest.raises(StorageError) as info:
+        STORAGE_KINDS["sqlite"](tmp_path)
+    assert info.value.location == str(path)
+    assert str(path) in str(info.value) and str(tmp_path / "sessions.db") in str(info.value)
+    assert "\x00" not in str(info.value)  # not the internal key the setup holds
 
 
 # -- one lock file per store ----------------------------------------------------------------------

@@ -81,6 +81,9 @@ class SQLiteStorage(SessionStorage):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _make_private(self.path)
+            if not os.access(self.path, os.W_OK):
+                # Said here, before the lock file beside it (which such a process often can't open either).
+                raise sqlite3.OperationalError("attempt to write a readonly database")
             # Beside the real file (a symlinked path must lock where the others do); the table's
             # name is mixed into each key's byte, so one key in two tables is two locks.
             real = Path(os.path.realpath(self.path))
@@ -95,7 +98,14 @@ class SQLiteStorage(SessionStorage):
         conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
         # One process at a time: switching a new database to WAL does not wait for the busy
         # timeout, so processes opening one fresh database together failed ("database is locked").
-        release = self._lock.hold(_OPENING)
+        try:
+            release = self._lock.hold(_OPENING)
+        except StorageError as e:
+            conn.close()
+            raise StorageError(
+                f"cannot open SQLite session database {self._location}: its lock file {e.location}: {e.original_error}",
+                location=e.location, original_error=e.original_error,
+            ) from e
         try:
             conn.execute("PRAGMA journal_mode=WAL")  # "file is not a database" shows up here
             conn.execute("PRAGMA synchronous=NORMAL")
