@@ -26,6 +26,8 @@ __all__ = ["Format", "Loaded", "Migration", "record_problem"]
 
 S = TypeVar("S")
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
+LEFT_AS_IT_IS = "; it was left as it is"  # how an unreadable record's error ends (but a quarantined one is moved)
+
 _RECORD_FIELDS = ("data", "schema", "saved_at")
 _NONE: dict[str, Any] = {}  # a record's extra fields when it has none (never changed)
 
@@ -115,7 +117,7 @@ class Format(Generic[S]):
         ):  # not the usual record (of this version, nothing beside data/schema/saved_at): look closer
             problem = record_problem(record)
             if problem is not None:
-                raise CorruptRecordError(f"session {key!r} in {where!r}: {problem}; it was left as it is", key=key, location=repr(where))
+                raise CorruptRecordError(f"session {key!r} in {where!r}: {problem}{LEFT_AS_IT_IS}", key=key, location=repr(where))
             data, version = record["data"], record.get("schema", 0)
         if self.ttl is not None and self.expired(record, now):
             return self._fresh(True, make)
@@ -133,7 +135,7 @@ class Format(Generic[S]):
             return self._codec.decode(data), make(True, data, data, extra, dirty)  # shares no list or dict with data
         except (DecodeError, EncodeError) as e:
             raise DecodeError(
-                f"session {key!r} in {where!r} does not fit {self.type.__name__}: {e}; it was left as it is",
+                f"session {key!r} in {where!r} does not fit {self.type.__name__}: {e}{LEFT_AS_IT_IS}",
                 path=getattr(e, "path", ""), key=key, original_error=e,
             ) from e
 
@@ -152,7 +154,7 @@ class Format(Generic[S]):
         if version > self.version:
             raise MigrationError(
                 f"session {key!r} in {where!r} was written by a newer version of the session (schema {version}; this code "
-                f"knows schema {self.version} and never downgrades); the update was not handled and the record left as it is",
+                f"knows schema {self.version} and never downgrades); the record is left as it is",
                 key=key, stored_version=version, code_version=self.version,
             )
         data = loads(dumps(data, key=key))  # a copy: a migration may change what it is given
@@ -164,7 +166,7 @@ class Format(Generic[S]):
             except Exception as e:
                 raise MigrationError(
                     f"session {key!r} in {where!r}: migration {step} (schema {step - 1} -> {step}) failed: {e!r}; "
-                    "the update was not handled and the record left as it is",
+                    "the record is left as it is",
                     key=key, stored_version=version, code_version=self.version, step=step, original_error=e,
                 ) from e
         return data

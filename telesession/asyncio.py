@@ -212,5 +212,5 @@ class AsyncSessionMiddleware(_Shell[S], BaseMiddleware):
             found = await asyncio.to_thread(self._moves, obj)
             for old_key, new_key in found[2] if found else ():
                 await self.move(old_key, new_key)
-        except SessionError as e:
+        except (SessionError, NotImplementedError) as e:  # NotImplementedError: a storage that can't list its keys
             logger.error("telesession: moving the sessions of a group that became a supergroup failed: %s", e)

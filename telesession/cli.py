@@ -468,9 +468,9 @@ def _copy(args: argparse.Namespace) -> int:
                 actions.append(f"{'copy' if outcome == 'new' else 'replace'} {_shown(key)}")
     for line in actions:
         sys.stdout.write(line + "\n")
-    verb = "would copy" if args.dry_run else "copied"
     to = repr(dst) if dst is not None else without_password(args.dst)
-    sys.stdout.write(_summary(f"{verb} {_plural(sum(counts.values()), 'session')} from {src!r} to {to}", counts) + "\n")
+    head = f"{'dry run, nothing written: ' if args.dry_run else ''}{_plural(sum(counts.values()), 'session')} from {src!r} to {to}"
+    sys.stdout.write(_summary(head, counts) + "\n")
     if counts["left out"]:
         raise Failure(f"{_plural(counts['left out'], 'record')} left out: not readable session records (telesession doctor lists them)")
     return 0

@@ -25,11 +25,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from types import FrameType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 from ._json import vouch
 from ._locks import FutureWaiter, Hold, KeyLocks, ThreadWaiter, table_for
-from ._record import Format, Loaded, Migration
+from ._record import LEFT_AS_IT_IS, Format, Loaded, Migration
 from .errors import CorruptRecordError, DecodeError, EncodeError, SessionError, SessionKeyError, StorageError
 from .storage.base import AsyncLease, Lease, SessionStorage
 
@@ -106,7 +106,7 @@ class HeldRecord:
             else:
                 self._lease.delete()
         except BaseException as e:
-            raise _storage_error(e, "write" if record is not None else "delete", name, engine.storage) from e
+            _reraise(e, "write" if record is not None else "delete", name, engine.storage)
 
 
 class _Block:
@@ -245,7 +245,7 @@ class SessionEngine(Generic[S]):
             session, handle = self.format.read(name, record, self.storage, make=Handle)
         except BaseException as e:
             self._release(hold, lease)
-            raise _storage_error(e, "load", name, self.storage) from e
+            _reraise(e, "load", name, self.storage)
         return handle._fill(name[len(self.prefix) :], hold, lease, session)
 
     async def aload(self, hold: Hold, *, blocking: bool = True) -> Handle[S] | None:
@@ -271,7 +271,7 @@ class SessionEngine(Generic[S]):
             session, handle = self.format.read(name, record, self.storage, make=Handle)
         except BaseException as e:
             await self._arelease(hold, lease)
-            raise _storage_error(e, "load", name, self.storage) from e
+            _reraise(e, "load", name, self.storage)
         return handle._fill(name[len(self.prefix) :], hold, lease, session)
 
     def _unreadable(self, name: str, record: Any, error: CorruptRecordError | None) -> SessionError | None:
@@ -328,7 +328,7 @@ class SessionEngine(Generic[S]):
         except BaseException as e:
             if isinstance(e, EncodeError) and isinstance(record, dict):
                 self.format.explain(handle.key, record)
-            raise _storage_error(e, "save", name, self.storage) from e
+            _reraise(e, "save", name, self.storage)
         finally:
             vouch(None)
             hold.release()
@@ -359,7 +359,7 @@ class SessionEngine(Generic[S]):
         except BaseException as e:
             if isinstance(e, EncodeError) and isinstance(record, dict):
                 self.format.explain(handle.key, record)
-            raise _storage_error(e, "save", name, self.storage) from e
+            _reraise(e, "save", name, self.storage)
         finally:
             hold.release()
         return record is not False
@@ -415,10 +415,9 @@ class SessionEngine(Generic[S]):
 
     def _log_quarantine(self, name: str, error: BaseException) -> None:
         logger.warning(
-            "telesession: session %r in %s could not be read (%s); it was moved aside to the key starting %r in the "
-            "same storage (list with `telesession ls URL 'quarantine:*'`, restore with `telesession restore`), "
-            "and the update goes on with a fresh session",
-            name[len(self.prefix) :], self.storage, error, f"{self.prefix}{QUARANTINE}",
+            "telesession: %s; it was moved aside to the key starting %r in the same storage (list with "
+            "`telesession ls URL 'quarantine:*'`, restore with `telesession restore`), and the update goes on with a fresh session",
+            str(error).removesuffix(LEFT_AS_IT_IS), f"{self.prefix}{QUARANTINE}",
         )
 
     # -- sessions outside handlers ---------------------------------------------------------------
@@ -456,7 +455,7 @@ class SessionEngine(Generic[S]):
         try:
             session, loaded = self.format.read(name, self.storage.get(name), self.storage, make=Loaded)
         except BaseException as e:
-            raise _storage_error(e, "read", name, self.storage) from e
+            _reraise(e, "read", name, self.storage)
         return session if loaded.stored is not None else None
 
     @contextlib.contextmanager
@@ -477,7 +476,7 @@ class SessionEngine(Generic[S]):
                 record, error = lease.value, lease.error
         except BaseException as e:
             hold.release()
-            raise _storage_error(e, "read", hold.key, self.storage) from e
+            _reraise(e, "read", hold.key, self.storage)
         held = HeldRecord(self, key, record, error, lease)
         try:
             yield held
@@ -492,7 +491,7 @@ class SessionEngine(Generic[S]):
         try:
             session, loaded = self.format.read(name, await self.storage.aget(name), self.storage, make=Loaded)
         except BaseException as e:
-            raise _storage_error(e, "read", name, self.storage) from e
+            _reraise(e, "read", name, self.storage)
         return session if loaded.stored is not None else None
 
     def delete(self, key: str) -> bool:
@@ -504,7 +503,7 @@ class SessionEngine(Generic[S]):
                 existed = self.storage.has(hold.key)
                 self.storage.delete(hold.key)
             except BaseException as e:
-                raise _storage_error(e, "delete", hold.key, self.storage) from e
+                _reraise(e, "delete", hold.key, self.storage)
             finally:
                 hold.release()
             return existed
@@ -512,12 +511,12 @@ class SessionEngine(Generic[S]):
             lease = self.storage.acquire(hold.key)
         except BaseException as e:
             hold.release()
-            raise _storage_error(e, "delete", hold.key, self.storage) from e
+            _reraise(e, "delete", hold.key, self.storage)
         assert lease is not None
         try:
             lease.delete()
         except BaseException as e:
-            raise _storage_error(e, "delete", hold.key, self.storage) from e
+            _reraise(e, "delete", hold.key, self.storage)
         finally:
             hold.release()
         return lease.value is not None or lease.error is not None
@@ -535,7 +534,7 @@ class SessionEngine(Generic[S]):
             await lease.delete()
             return lease.value is not None or lease.error is not None
         except BaseException as e:
-            raise _storage_error(e, "delete", hold.key, self.storage) from e
+            _reraise(e, "delete", hold.key, self.storage)
         finally:
             hold.release()
 
@@ -557,7 +556,7 @@ class SessionEngine(Generic[S]):
         except NotImplementedError:
             raise
         except BaseException as e:
-            raise _storage_error(e, "list", None, self.storage) from e
+            _reraise(e, "list", None, self.storage)
 
     async def akeys(self) -> AsyncIterator[str]:
         try:
@@ -568,7 +567,7 @@ class SessionEngine(Generic[S]):
         except NotImplementedError:
             raise
         except BaseException as e:
-            raise _storage_error(e, "list", None, self.storage) from e
+            _reraise(e, "list", None, self.storage)
 
     def quarantined(self) -> Iterator[tuple[str, str, str]]:
         """``(storage key, original key, when)`` of every quarantined record under this prefix."""
@@ -583,13 +582,16 @@ class SessionEngine(Generic[S]):
         Safe while the bot runs: each candidate is held as handlers hold it and checked
         again before it goes. Unreadable records are left alone (see ``on_unreadable``).
         """
-        if self.ttl is None:
-            raise ValueError("sweep() needs a ttl: SessionMiddleware(..., ttl=seconds)")
+        self._need_ttl()
         removed = 0
         for key in list(self.keys()):
             if self.format.expired(self.storage.get(self.prefix + key), now) and self.remove_if_expired(key, now):
                 removed += 1
         return removed
+
+    def _need_ttl(self) -> None:
+        if self.ttl is None:
+            raise ValueError("sweep() needs a ttl: SessionMiddleware(..., ttl=seconds)")
 
     def remove_if_expired(self, key: str, now: float | None = None) -> bool:
         """Remove ``key``'s record if it is expired when held (checked again under the hold); whether it went."""
@@ -615,6 +617,7 @@ class SessionEngine(Generic[S]):
 
     async def asweep(self, now: float | None = None) -> int:
         """``sweep`` for async code (each candidate in a thread, so the loop never waits on it)."""
+        self._need_ttl()
         removed = 0
         async for key in self.akeys():
             if self.format.expired(await self.storage.aget(self.prefix + key), now):
@@ -682,10 +685,11 @@ def _check_key(key: str) -> None:
         raise SessionKeyError(f"a session key is a non-empty str, got {key!r} (per_chat.key(chat_id) makes a chat's key)", key=None)
 
 
-def _storage_error(error: BaseException, doing: str, name: str | None, where: object) -> BaseException:
-    """Telesession's own errors and BaseExceptions pass; anything else a storage raised becomes a StorageError."""
+def _reraise(error: BaseException, doing: str, name: str | None, where: object) -> NoReturn:
+    """Raise again: telesession's own errors and BaseExceptions as they are, anything else a
+    storage raised as a StorageError caused by it."""
     if isinstance(error, SessionError) or not isinstance(error, Exception):
-        return error
+        raise error
     about = f"session {name!r}" if name is not None else "sessions"
-    return StorageError(f"{doing} {about} in {where!r} failed: {error!r}", key=name, location=repr(where), original_error=error)
+    raise StorageError(f"{doing} {about} in {where!r} failed: {error!r}", key=name, location=repr(where), original_error=error) from error
 

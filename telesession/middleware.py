@@ -231,11 +231,7 @@ class SessionMiddleware(_Shell[S], BaseMiddleware):
     def pre_process(self, obj: Any, data: dict[str, Any]) -> CancelUpdate | None:
         if getattr(obj, "content_type", None) in _MIGRATIONS:
             self._follow_migration(obj)
-        if self.lazy:  # nothing else until the handler asks (of)
-            setattr(obj, self.attr, self._lazy)
-            return None
         caller = sys._getframe(1)  # telebot's dispatch call when it called us directly (the usual case)
-        frame = caller if caller.f_code is _dispatch.DISPATCH_CODE else _dispatch_frame(caller)
         try:
             key = self.get_session_key(obj)
             if key.__class__ is not str or not key:  # not the usual answer: None, or a mistake
@@ -247,6 +243,10 @@ class SessionMiddleware(_Shell[S], BaseMiddleware):
         if key is None:
             setattr(obj, self.attr, None)
             data[self.attr] = None
+            return None
+        frame = caller if caller.f_code is _dispatch.DISPATCH_CODE else _dispatch_frame(caller)
+        if self.lazy:  # nothing else until the handler asks (of)
+            setattr(obj, self.attr, self._lazy)
             return None
         obj_id = id(obj)
         replaying = _dispatch.parked.get(obj_id) if _dispatch.parked else None  # this is a parked update's replay
@@ -334,7 +334,7 @@ class SessionMiddleware(_Shell[S], BaseMiddleware):
         setattr(obj, self.attr, handle.session)
         return handle.session
 
-    def edit(self, key: str | Any) -> Any:
+    def edit(self, key: str | Any) -> contextlib.AbstractContextManager[S]:
         """A context manager holding the session of ``key`` as handlers do; saved on leaving if it changed.
 
         ``key``: a key (``per_chat.key(chat_id)``), or an update object whose key
@@ -372,7 +372,7 @@ class SessionMiddleware(_Shell[S], BaseMiddleware):
             for old_key, new_key in found[2] if found else ():
                 if self.engine.move(old_key, new_key):
                     logger.info("telesession: chat %s became %s: session %r moved to %r", found[0], found[1], old_key, new_key)  # type: ignore[index]
-        except SessionError as e:
+        except (SessionError, NotImplementedError) as e:  # NotImplementedError: a storage that can't list its keys
             logger.error("telesession: moving the sessions of a group that became a supergroup failed: %s", e)
 
 

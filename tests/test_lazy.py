@@ -190,3 +190,24 @@ def test_of_after_the_update_is_refused() -> None:
     bot.process_new_updates([text_update("x")])
     with pytest.raises(SessionError, match="inside a handler"):
         sessions.of(kept[0])
+
+
+def test_an_update_without_a_key_has_no_session_as_with_eager_ones() -> None:
+    """A lazy middleware still says "no session here" with None (an inline query has no chat), as eager ones do."""
+    from telesession.testing import updates
+
+    sessions = SessionMiddleware(initial=lambda: {"n": 0}, storage=STORAGE_KINDS["memory"](Path(".")), lazy=True)
+    bot = make_bot()
+    bot.setup_middleware(sessions)
+    seen: list[Any] = []
+
+    @bot.inline_handler(func=lambda q: True)
+    def inline(query: Any) -> None:
+        seen.append(query.session)
+        try:
+            sessions.of(query)
+        except SessionError as e:
+            seen.append(type(e).__name__)
+
+    bot.process_new_updates([updates.inline_query("x")])
+    assert seen == [None, "SessionKeyError"]

@@ -76,9 +76,15 @@ def test_sweep_removes_expired_records_while_the_bot_runs(storage: SessionStorag
 
 
 def test_sweep_needs_a_ttl() -> None:
-    """Without a ttl there is nothing to sweep by: a clear error."""
+    """Without a ttl there is nothing to sweep by: a clear error, from the async middleware too."""
+    import asyncio
+
+    from telesession.asyncio import AsyncSessionMiddleware
+
     with pytest.raises(ValueError, match="needs a ttl"):
         SessionMiddleware(initial=Count, storage=MemoryStorage()).sweep()
+    with pytest.raises(ValueError, match="needs a ttl"):
+        asyncio.run(AsyncSessionMiddleware(initial=Count, storage=MemoryStorage()).sweep())
 
 
 # -- namespaces ----------------------------------------------------------------------------------
@@ -153,6 +159,24 @@ def test_a_supergroup_that_already_has_a_session_keeps_both(storage: SessionStor
     bot.process_new_updates([service(new, "supergroup", migrate_from_chat_id=old)])
     assert stored(storage, old) == {"n": 2} and stored(storage, new) == {"n": 1}
     assert f"'{old}' was not moved to '{new}'" in log_errors.text
+
+
+def test_a_storage_that_cannot_list_keys_reports_the_upgrade_and_goes_on(log_errors: pytest.LogCaptureFixture) -> None:
+    """Members' sessions move by listing keys; a storage without keys() gets an error in the log, never a crash into telebot."""
+
+    class NoListing(MemoryStorage):
+        def keys(self) -> Any:
+            raise NotImplementedError("NoListing cannot list its keys")
+
+    old, new = -4003, -1004003
+    storage = NoListing()
+    bot = make_bot()
+    bot.setup_middleware(SessionMiddleware(initial=Count, storage=storage, get_session_key=per_chat_user))
+    bot.message_handler(func=lambda m: True)(lambda m: setattr(m.session, "n", m.session.n + 1))
+    bot.process_new_updates([text_update("x", chat_id=old, user_id=1, kind="group")])
+    bot.process_new_updates([service(new, "supergroup", migrate_from_chat_id=old), text_update("y", chat_id=new, user_id=1, kind="supergroup")])
+    assert "a group that became a supergroup failed: NoListing cannot list its keys" in log_errors.text
+    assert stored(storage, per_chat_user.key(new, 1)) == {"n": 1}  # the update after it was handled
 
 
 # -- unreadable records ------------------------------------------------------------------------------

@@ -25,10 +25,6 @@ from telebot.async_telebot import AsyncTeleBot  # noqa: E402
 
 TOKEN = "123:TEST"
 
-# pyTelegramBotAPI 4.20 (tox's min env) creates its aiohttp session with ssl_context=, which
-# aiohttp 3.x deprecates: not ours to fix, and harmless against http://127.0.0.1.
-pytestmark = pytest.mark.filterwarnings("ignore:ssl_context is deprecated:DeprecationWarning")
-
 
 @pytest.fixture
 def api() -> Iterator[FakeBotAPI]:
