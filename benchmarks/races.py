@@ -5,7 +5,8 @@
 - "threads" (webhook-like): 8 threads each call ``bot.process_new_updates([update])`` 100
   times, one update per call, on one shared ``TeleBot(threaded=False)``, all released at once
   by a barrier; thread t's j-th update goes to chat ``j % 4``, so each chat gets 25 updates
-  from every thread. Wall = barrier to the last thread's end.
+  from every thread. Wall = barrier to the 800th finished update (a call returns early for an
+  update that waits for its chat: telesession runs it later on a thread of its own).
 - "pool" (polling-like): one caller passes the 800 updates (update i to chat ``i % 4``) in
   batches of 100 to a ``TeleBot(threaded=True, num_threads=8)``; a last class middleware
   counts finished updates (its post_process runs after the session's save). Wall = first
@@ -99,8 +100,8 @@ class Done(BaseMiddleware):
                 self.all_done.set()
 
 
-def hammer_threads(bot: TeleBot) -> float:
-    """Webhook-like: 8 threads, 100 single-update calls each; seconds from the barrier to the last thread's end."""
+def hammer_threads(bot: TeleBot, done: Done) -> float:
+    """Webhook-like: 8 threads, 100 single-update calls each; seconds from the barrier to the last update's end."""
     barrier = threading.Barrier(THREADS + 1)
 
     def worker(t: int) -> None:
@@ -116,7 +117,11 @@ def hammer_threads(bot: TeleBot) -> float:
     start = time.perf_counter()
     for thread in threads:
         thread.join()
-    return time.perf_counter() - start
+    finished = done.all_done.wait(timeout=300)
+    wall = time.perf_counter() - start
+    if not finished:
+        print(f"  warning: only {done.count} of {THREADS * PER_THREAD} updates finished within 300 s")
+    return wall
 
 
 def hammer_pool(bot: TeleBot, done: Done) -> float:
@@ -142,10 +147,8 @@ def new_race_bot(mode: str, **kwargs: Any) -> TeleBot:
 
 def hammer(bot: TeleBot, mode: str) -> float:
     """Send the 800 updates the way ``mode`` says; a Done middleware must be the bot's last."""
-    if mode == "pool":
-        done = next(m for m in bot.middlewares or [] if isinstance(m, Done))
-        return hammer_pool(bot, done)
-    return hammer_threads(bot)
+    done = next(m for m in bot.middlewares or [] if isinstance(m, Done))
+    return hammer_pool(bot, done) if mode == "pool" else hammer_threads(bot, done)
 
 
 def telesession_run(storage: SessionStorage, mode: str) -> Outcome:

@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from datetime import timedelta
 from typing import Any, TypeVar
 
 from telebot.asyncio_handler_backends import BaseMiddleware, CancelUpdate
 
-from ._record import Migration
 from .engine import Handle
 from .errors import SessionError, SessionKeyError
-from .keys import KeyFunction, per_chat
 from .middleware import _MIGRATIONS, _Shell
-from .storage.base import SessionStorage
 
 __all__ = ["AsyncSessionMiddleware"]
 
@@ -90,25 +86,6 @@ class AsyncSessionMiddleware(_Shell[S], BaseMiddleware):
     mw.sweep()``. With ``lazy=True``, ``await mw.load(message)`` loads the session in a handler
     (then ``mw.of(message)`` gives it too).
     """
-
-    def __init__(
-        self,
-        *,
-        initial: Callable[[], S],
-        storage: SessionStorage | None = None,
-        get_session_key: KeyFunction = per_chat,
-        attr: str = "session",
-        prefix: str = "",
-        ttl: float | timedelta | None = None,
-        migrations: Mapping[int, Migration] | None = None,
-        lazy: bool = False,
-        on_unreadable: str = "fail",
-    ):
-        _Shell.__init__(
-            self, initial=initial, storage=storage, get_session_key=get_session_key, attr=attr, prefix=prefix, ttl=ttl,
-            migrations=migrations, lazy=lazy, on_unreadable=on_unreadable,
-        )
-        self.update_sensitive = False
 
     # -- AsyncTeleBot's hooks ------------------------------------------------------------------
 

@@ -21,7 +21,6 @@ import logging
 import re
 import sys
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from types import FrameType

@@ -127,7 +127,10 @@ class _Shell(Generic[S]):
         self.attr = attr
         self.lazy = lazy
         self._lazy = _Lazy(attr)
-        self._handles: dict[int, Handle[S]] = {}  # id of an update's object -> its loaded session (sync shell)
+        self._ready()
+
+    def _ready(self) -> None:
+        """What one shell sets up beside the options, once they are checked."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.engine.format.type.__name__}, {self.storage!r}, attr={self.attr!r})"
@@ -207,23 +210,8 @@ class SessionMiddleware(_Shell[S], BaseMiddleware):
     gives its worker back and runs once the key is free (see ``_dispatch``).
     """
 
-    def __init__(
-        self,
-        *,
-        initial: Callable[[], S],
-        storage: SessionStorage | None = None,
-        get_session_key: KeyFunction = per_chat,
-        attr: str = "session",
-        prefix: str = "",
-        ttl: float | timedelta | None = None,
-        migrations: Mapping[int, Migration] | None = None,
-        lazy: bool = False,
-        on_unreadable: str = "fail",
-    ):
-        _Shell.__init__(
-            self, initial=initial, storage=storage, get_session_key=get_session_key, attr=attr, prefix=prefix, ttl=ttl,
-            migrations=migrations, lazy=lazy, on_unreadable=on_unreadable,
-        )
+    def _ready(self) -> None:
+        self._handles: dict[int, Handle[S]] = {}  # id of an update's object -> its loaded session
         _dispatch._middlewares.add(self)  # the watcher looks at its _handles
 
     # -- telebot's hooks -------------------------------------------------------------------

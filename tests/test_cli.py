@@ -23,13 +23,13 @@ from typing import Any
 
 import orjson
 import pytest
-from telebot.handler_backends import BaseMiddleware
 
 from telesession import FileStorage, SessionEngine, SessionMiddleware, storage_from_url
 from telesession.storage.sqlite import SQLiteStorage
 
 from .conftest import Counter, make_bot, text_update
 from .redis_server import free_port, shared_redis_server
+from .test_concurrency import Done
 
 CLI = [sys.executable, "-m", "telesession"]
 KINDS = ["file", "sqlite", "redis"]
@@ -436,21 +436,6 @@ def test_stats_counts_bytes_and_save_times(kind: str, tmp_path: Path) -> None:
 
 
 # -- while a bot runs -------------------------------------------------------------------------
-
-
-class Done(BaseMiddleware):
-    """Counts updates once the session middleware before it has saved."""
-
-    update_types = SessionMiddleware.update_types
-
-    def __init__(self, counter: Counter):
-        self.counter = counter
-
-    def pre_process(self, obj: Any, data: dict[str, Any]) -> None:
-        pass
-
-    def post_process(self, obj: Any, data: dict[str, Any], exception: Any) -> None:
-        self.counter.add()
 
 
 def _bot_process(url: str, chats: list[int], started: Any, stop: Any, result: Any) -> None:

@@ -133,3 +133,19 @@ def test_dict_sessions_migrate_too(storage: SessionStorage) -> None:
     bot.setup_middleware(SessionMiddleware(initial=dict, storage=storage, migrations={1: rename_field}))
     bot.process_new_updates([text_update("hi")])
     assert storage.get("42")["schema"] == 1 and stored(storage, 42) == {"full_name": "Gu"}
+
+
+def test_migration_errors_carry_the_versions_and_the_step(storage: SessionStorage) -> None:
+    """Outside handlers the same refusals raise MigrationError, with the versions (and the failing step) as attributes."""
+    sessions = SessionMiddleware(initial=Profile, storage=storage, migrations=MIGRATIONS)
+    storage.set("newer", {"data": {}, "schema": 5, "saved_at": 1.0})
+    storage.set("bad", {"data": {"name": "Di", "age": "x"}, "schema": 0, "saved_at": 1.0})
+    with pytest.raises(MigrationError) as newer:
+        sessions.get("newer")
+    assert (newer.value.key, newer.value.stored_version, newer.value.code_version, newer.value.step) == ("newer", 5, 3, None)
+    assert "update" not in str(newer.value)  # no update is involved here
+    with pytest.raises(MigrationError) as bad:
+        with sessions.edit("bad"):
+            pass
+    assert (bad.value.key, bad.value.stored_version, bad.value.step) == ("bad", 0, 3)
+    assert isinstance(bad.value.original_error, ValueError) and storage.get("bad")["schema"] == 0
