@@ -107,10 +107,12 @@ def end(handle: Handle[Any], middleware: SessionMiddleware[Any], why: str) -> No
     logger.warning("telesession: %s session %r; its lock was released and its changes dropped", why, handle.key)
 
 
-def _reanchor(old: tuple[object, ...], new: object) -> None:
+def _reanchor(old: tuple[object, ...], new: Replay) -> None:
+    """Sessions loaded in ``old`` (a frame, an earlier replay) now end with ``new``, and are held by its update."""
     for handle, _ in loaded():
         if handle.anchor in old:
             handle.anchor = new
+            handle.hold.owner = new.parked
 
 
 # Every SessionMiddleware of this process (registered when made), for the watcher.
@@ -126,8 +128,9 @@ parked: dict[int, Parked] = {}
 class Parked:
     """An update that gave its worker back: what parking got for its middlewares, and its replay.
 
-    It owns the holds handed to it while it waits; ``running`` and ``thread_id`` answer the
-    engine's question whether waiting for one of them would wait for oneself.
+    It owns the holds handed to it while it waits, and those of earlier middlewares once it
+    parked; ``thread_id`` (its replay's thread, while that runs) tells the lock table who runs
+    it, to refuse waits that would never end.
     """
 
     __slots__ = ("obj_id", "granted", "replay", "thread_id", "__weakref__")
@@ -137,9 +140,6 @@ class Parked:
         self.granted: dict[SessionMiddleware[Any], Hold | Handle[Any]] = {}
         self.replay: Replay | None = None
         self.thread_id: int | None = None  # the replay's thread, once it runs
-
-    def running(self) -> bool:
-        return True
 
     def end(self, replay: Replay, why: str) -> None:
         """Release what the update still holds or was granted (its replay is over, or will never run)."""
@@ -253,6 +253,7 @@ def _parked(middleware: SessionMiddleware[Any], obj: Any, frame: FrameType) -> P
         update = parked[id(obj)] = Parked(id(obj))
     old = update.replay
     update.replay = Replay(update, obj, frame, middleware)
+    update.thread_id = None  # nobody runs it until its replay does
     _reanchor((frame, old) if old is not None else (frame,), update.replay)
     return update
 

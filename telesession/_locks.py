@@ -9,6 +9,12 @@ A waiter is any object with ``granted(hold)``: called once, on the releasing thr
 key is already the waiter's, so it must only hand the hold on (set an event, schedule a call)
 and never block. If it raises, the key passes to the next waiter.
 
+A wait that could never end is refused instead (``waits_forever``): code that holds one key and
+waits for another whose holder waits, directly or through others, for a key it holds (two
+handlers each editing the other's chat, say). Owners tell who runs them: an asyncio ``task``, a
+``thread_id``, or a frame on some thread's stack (a sync update); an owner nobody runs right now
+(a parked update) stands for itself.
+
 One table serves every storage object that names the same store (``SessionStorage.identity``).
 Entries exist only while a key is held or awaited, so a table does not grow with the number of
 keys ever seen. In a child forked while keys were held, every table starts empty: those holds
@@ -20,15 +26,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import threading
 import weakref
 from collections import deque
 from collections.abc import Hashable
+from types import FrameType
 from typing import Protocol
 
 logger = logging.getLogger("telesession")
 
-__all__ = ["Hold", "KeyLocks", "Waiter", "ThreadWaiter", "FutureWaiter", "table_for"]
+__all__ = ["Hold", "KeyLocks", "Waiter", "ThreadWaiter", "FutureWaiter", "table_for", "waits_forever"]
 
 
 class Waiter(Protocol):
@@ -62,7 +70,7 @@ class KeyLocks:
     def __init__(self) -> None:
         self._mutex = threading.Lock()
         self._holders: dict[str, Hold] = {}  # key -> its hold, only while held
-        self._queues: dict[str, deque[tuple[Waiter, object]]] = {}  # key -> (waiter, owner), only while awaited
+        self._queues: dict[str, deque[tuple[Waiter, object, Hashable]]] = {}  # key -> (waiter, owner, its runner), only while awaited
         _tables.add(self)
 
     def __len__(self) -> int:
@@ -93,7 +101,9 @@ class KeyLocks:
             if key not in self._holders:
                 hold = self._holders[key] = Hold(self, key, owner)
                 return hold
-            self._queues.setdefault(key, deque()).append((waiter, owner))
+            runner = _runner(owner)
+            self._queues.setdefault(key, deque()).append((waiter, owner, runner))
+            _waiting[runner] = (self, key)
             return None
 
     def cancel(self, key: str, waiter: Waiter) -> bool:
@@ -102,11 +112,12 @@ class KeyLocks:
             queue = self._queues.get(key)
             if queue is None:
                 return False
-            for i, (queued, _) in enumerate(queue):
+            for i, (queued, _, runner) in enumerate(queue):
                 if queued is waiter:
                     del queue[i]
                     if not queue:
                         del self._queues[key]
+                    _waiting.pop(runner, None)
                     return True
             return False
 
@@ -138,9 +149,10 @@ class KeyLocks:
                 if not queue:
                     holders.pop(key, None)
                     return True
-                waiter, owner = queue.popleft()
+                waiter, owner, runner = queue.popleft()
                 if not queue:
                     del self._queues[key]
+                _waiting.pop(runner, None)
                 hold = holders[key] = Hold(self, key, owner)
             try:
                 waiter.granted(hold)  # outside the mutex: it may take other keys' locks
@@ -213,6 +225,81 @@ class FutureWaiter:
             raise
 
 
+# -- waits that would never end --------------------------------------------------------------------
+
+# Who waits for which key right now, by runner (see ``_runner``): each waits for one key at a time.
+_waiting: dict[Hashable, tuple[KeyLocks, str]] = {}
+_cycle_mutex = threading.Lock()
+
+
+def _runner(owner: object) -> Hashable:
+    """Who runs ``owner``'s code, as it queues for a key: its task, its thread, or itself (a parked update).
+
+    A frame owner queues from its own thread (a lazy session loading in its handler).
+    """
+    task = getattr(owner, "task", None)
+    if task is not None:
+        return task  # type: ignore[no-any-return]
+    if type(owner) is FrameType:
+        return ("thread", threading.get_ident())
+    thread_id = getattr(owner, "thread_id", None)
+    return ("thread", thread_id) if thread_id is not None else owner
+
+
+def _holder_runner(owner: object, me: Hashable) -> Hashable:
+    """Who runs the code of ``owner``, a key's holder: as ``_runner``, and for a frame (an update
+    running in it) the thread on whose stack it is: this one, or one of the threads waiting now."""
+    if type(owner) is not FrameType:
+        return _runner(owner)
+    here: FrameType | None = sys._getframe()
+    while here is not None:
+        if here is owner:
+            return ("thread", threading.get_ident())
+        here = here.f_back
+    threads = [r for r in list(_waiting) if type(r) is tuple and r != me]
+    stacks = sys._current_frames() if threads else {}
+    for runner in threads:
+        frame = stacks.get(runner[1])
+        while frame is not None:
+            if frame is owner:
+                return runner
+            frame = frame.f_back
+    return owner  # not run by anyone who waits: it will end, so it can't close a circle
+
+
+def waits_forever(table: KeyLocks, key: str, me: Hashable) -> list[Hold] | None:
+    """For ``me`` (a task, or ``("thread", id)``), queued for ``key``: the holds it would wait for in a
+    circle back to itself (the first is ``key``'s, the last one of its own), or ``None`` when its
+    wait will end.
+
+    Called by every waiter after it queued, one at a time: of two that close a circle, the later
+    sees it. A wait that ends is never refused: the circle is read twice, and only a circle that
+    is there both times counts (a hold that moves on between the reads breaks it).
+    """
+    with _cycle_mutex:
+        first = _circle(table, key, me)
+        return first if first is not None and _circle(table, key, me) == first else None
+
+
+def _circle(table: KeyLocks, key: str, me: Hashable) -> list[Hold] | None:
+    chain: list[Hold] = []
+    seen = {me}
+    where: tuple[KeyLocks, str] | None = (table, key)
+    while where is not None:
+        holder = where[0].holder(where[1])
+        if holder is None:
+            return None
+        chain.append(holder)
+        runner = _holder_runner(holder.owner, me)
+        if runner == me:
+            return chain
+        if runner in seen:
+            return None  # a circle that does not pass through me: not mine to break
+        seen.add(runner)
+        where = _waiting.get(runner)
+    return None
+
+
 # Every table of this process (for fork), and the table of each store.
 _tables: weakref.WeakSet[KeyLocks] = weakref.WeakSet()
 _by_store: weakref.WeakValueDictionary[Hashable, KeyLocks] = weakref.WeakValueDictionary()
@@ -229,8 +316,10 @@ def table_for(identity: Hashable) -> KeyLocks:
 
 
 def _after_fork_in_child() -> None:
-    global _by_store_mutex
+    global _by_store_mutex, _cycle_mutex
     _by_store_mutex = threading.Lock()
+    _cycle_mutex = threading.Lock()
+    _waiting.clear()
     for table in list(_tables):
         table._after_fork()
 

@@ -47,9 +47,6 @@ class _TaskUpdate:
         if task is not None:
             task.add_done_callback(self._ended)
 
-    def running(self) -> bool:
-        return self.task is None or not self.task.done()
-
     def _ended(self, task: asyncio.Task[Any]) -> None:
         """The update's task is over: release what ``post_process`` did not (it was skipped, or cancelled)."""
         if _updates.get(self.obj_id) is self:

@@ -19,15 +19,13 @@ import asyncio
 import contextlib
 import logging
 import re
-import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
-from types import FrameType
 from typing import Any, Generic, NoReturn, TypeVar
 
 from ._json import vouch
-from ._locks import FutureWaiter, Hold, KeyLocks, ThreadWaiter, table_for
+from ._locks import FutureWaiter, Hold, KeyLocks, ThreadWaiter, table_for, waits_forever
 from ._record import LEFT_AS_IT_IS, Format, Loaded, Migration
 from .errors import CorruptRecordError, DecodeError, EncodeError, SessionError, SessionKeyError, StorageError
 from .storage.base import AsyncLease, Lease, SessionStorage
@@ -117,9 +115,6 @@ class _Block:
         self.thread_id = threading.get_ident()
         self.task = task
 
-    def running(self) -> bool:
-        return True
-
     def __repr__(self) -> str:
         return "an edit() block"
 
@@ -174,45 +169,45 @@ class SessionEngine(Generic[S]):
         return self.locks.try_acquire(self.prefix + key, owner)
 
     def hold(self, key: str, owner: object) -> Hold:
-        """``key``'s in-process hold, waiting (this thread) for it; refuses to wait for itself."""
+        """``key``'s in-process hold, waiting (this thread) for it; refuses a wait that would never end."""
         name = self.prefix + key
-        self._refuse_waiting_on_itself(name, owner)
         waiter = ThreadWaiter()
         hold = self.locks.acquire(name, owner, waiter)
-        return hold if hold is not None else waiter.wait(self.locks, name)
+        if hold is None:
+            self._refuse_waiting_forever(name, waiter, ("thread", threading.get_ident()))
+            hold = waiter.wait(self.locks, name)
+        return hold
 
     async def ahold(self, key: str, owner: object) -> Hold:
-        """``key``'s in-process hold, awaiting it (never blocking the loop)."""
+        """``key``'s in-process hold, awaiting it (never blocking the loop); refuses a wait that would never end."""
         name = self.prefix + key
-        self._refuse_waiting_on_itself(name, owner)
         waiter = FutureWaiter(asyncio.get_running_loop())
         hold = self.locks.acquire(name, owner, waiter)
-        return hold if hold is not None else await waiter.wait(self.locks, name)
+        if hold is None:
+            self._refuse_waiting_forever(name, waiter, asyncio.current_task())
+            hold = await waiter.wait(self.locks, name)
+        return hold
 
-    def _refuse_waiting_on_itself(self, name: str, owner: object) -> None:
-        """Raise rather than wait for a key this very code holds (an update's handler editing its own key).
-
-        Owners say where they run: a frame (an update running in it: is it on this stack?), a
-        ``task``, or a ``thread_id`` with ``running()``.
-        """
-        holder = self.locks.holder(name)
-        if holder is None:
+    def _refuse_waiting_forever(self, name: str, waiter: Any, me: Hashable) -> None:
+        """Raise, out of the queue, rather than wait for a key whose holders wait for one of ours
+        (an update's handler editing its own key, or two editing each other's)."""
+        chain = waits_forever(self.locks, name, me)
+        if chain is None or not self.locks.cancel(name, waiter):  # no circle, or the key came meanwhile
             return
-        mine = holder.owner
-        task = getattr(mine, "task", None)
-        if type(mine) is FrameType:
-            same = _on_this_stack(mine)
-        elif task is not None:
-            same = task is getattr(owner, "task", None)
-        else:
-            same = getattr(mine, "thread_id", None) == threading.get_ident() and bool(mine.running())  # type: ignore[attr-defined]
-        if same:
+        key = name[len(self.prefix) :]
+        if len(chain) == 1:
             raise SessionKeyError(
-                f"session key {name[len(self.prefix):]!r} is already held by {mine!r} on this "
-                f"{'task' if task else 'thread'}: waiting would never end (inside a handler, use the session "
-                "it was given; two session middlewares on one storage must make different keys)",
-                key=name[len(self.prefix) :],
+                f"session key {key!r} is already held by {chain[0].owner!r} on this "
+                f"{'thread' if isinstance(me, tuple) else 'task'}: waiting would never end (inside a handler, use the "
+                "session it was given; two session middlewares on one storage must make different keys)",
+                key=key,
             )
+        steps = "; ".join(f"{hold.key!r} is held by {hold.owner!r}, which waits for {after.key!r}" for hold, after in zip(chain, chain[1:]))
+        raise SessionKeyError(
+            f"waiting for session key {key!r} would never end: {steps}, held here. Refused, so that the others go on "
+            "(edit other chats' sessions outside handlers, or take keys in one order)",
+            key=key,
+        )
 
     # -- loading and finishing ---------------------------------------------------------------------
 
@@ -668,15 +663,6 @@ class SessionEngine(Generic[S]):
                 h2.release()
         finally:
             h1.release()
-
-
-def _on_this_stack(frame: FrameType) -> bool:
-    here: FrameType | None = sys._getframe()
-    while here is not None:
-        if here is frame:
-            return True
-        here = here.f_back
-    return False
 
 
 def _check_key(key: str) -> None:

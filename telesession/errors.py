@@ -98,7 +98,7 @@ class DecodeError(SessionError, ValueError):
 
 
 class SessionKeyError(SessionError, ValueError):
-    """A session key is unusable: not a string, empty, or already held by the same update."""
+    """A session key is unusable: not a string, empty, already held by the same update, or one whose wait would never end."""
 
 
 class MigrationError(SessionError, ValueError):

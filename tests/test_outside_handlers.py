@@ -231,6 +231,115 @@ def test_editing_the_key_your_own_handler_holds_is_refused_not_deadlocked() -> N
     assert errors and "already held" in errors[0]
 
 
+@pytest.mark.parametrize("chats", [2, 3], ids=["two chats", "three chats in a circle"])
+def test_handlers_editing_each_others_sessions_are_refused_once_not_deadlocked(storage: SessionStorage, chats: int) -> None:
+    """Each handler holds its chat and edits the next chat's session: one edit is refused, every other one goes through."""
+    done = Counter()
+    bot = make_bot(threaded=True, num_threads=chats)
+    sessions = SessionMiddleware(initial=Count, storage=storage)
+    bot.setup_middleware(sessions)
+    bot.setup_middleware(Done(done))
+    all_holding = threading.Barrier(chats, timeout=10)
+    refused: list[tuple[int, str]] = []
+
+    @bot.message_handler(func=lambda m: True)
+    def handle(message: Any) -> None:
+        all_holding.wait()  # every handler holds its own chat now
+        nxt = message.chat.id % chats + 1
+        try:
+            with sessions.edit(per_chat.key(nxt)) as other:
+                other.n += 10
+        except SessionKeyError as e:
+            refused.append((message.chat.id, str(e)))
+        sessions.of(message).n += 1
+
+    try:
+        bot.process_new_updates([text_update("x", chat_id=c) for c in range(1, chats + 1)])
+        done.wait(chats, timeout=20)
+    finally:
+        bot.stop_bot()
+    assert len(refused) == 1, refused
+    victim, message = refused[0]
+    assert "would never end" in message and f"'{victim % chats + 1}'" in message
+    for chat in range(1, chats + 1):  # every edit but the victim's landed, and every handler's own change
+        edited = chat != victim % chats + 1
+        assert stored(storage, chat) == {"n": 1 + 10 * edited}
+
+
+def test_an_edit_waiting_on_a_parked_update_that_waits_for_it_is_refused() -> None:
+    """The circle can pass through a parked update: it holds its chat (an earlier middleware) and waits for the user key we hold."""
+    storage = MemoryStorage()
+    done = Counter()
+    bot = make_bot(threaded=True, num_threads=2)
+    chat_sessions = SessionMiddleware(initial=Count, storage=storage)
+    user_sessions = SessionMiddleware(initial=Count, storage=storage, get_session_key=per_user, attr="user_session")
+    bot.setup_middleware(chat_sessions)
+    bot.setup_middleware(user_sessions)
+    bot.setup_middleware(Done(done))
+    first_started = threading.Event()
+    outcome: list[str] = []
+
+    @bot.message_handler(func=lambda m: True)
+    def handle(message: Any) -> None:
+        user_sessions.of(message).n += 1
+        if message.text != "first":
+            return
+        first_started.set()
+        user_key = storage.identity(), per_user.key(7)
+        deadline = time.monotonic() + 10
+        while table_for(user_key[0]).waiting(user_key[1]) == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)  # until the second update holds chat 2 and parks on user 7
+        try:
+            with chat_sessions.edit(per_chat.key(2)):
+                outcome.append("edited")
+        except SessionKeyError as e:
+            outcome.append(str(e))
+
+    try:
+        bot.process_new_updates([text_update("first", chat_id=1, user_id=7)])
+        assert first_started.wait(10)
+        bot.process_new_updates([text_update("second", chat_id=2, user_id=7)])
+        done.wait(2, timeout=20)
+    finally:
+        bot.stop_bot()
+    assert len(outcome) == 1 and "would never end" in outcome[0] and "a parked update" in outcome[0], outcome
+    assert stored(storage, per_user.key(7)) == {"n": 2}  # the parked update ran once the first ended
+
+
+def test_async_handlers_editing_each_others_sessions_are_refused_once() -> None:
+    """The same circle between two AsyncTeleBot updates (tasks): one edit is refused, the loop never hangs."""
+    import asyncio
+
+    from telebot.async_telebot import AsyncTeleBot
+
+    from telesession.asyncio import AsyncSessionMiddleware
+
+    storage = MemoryStorage()
+    sessions = AsyncSessionMiddleware(initial=Count, storage=storage)
+    bot = AsyncTeleBot("123:TEST")
+    bot.setup_middleware(sessions)
+    refused: list[str] = []
+
+    async def main() -> None:
+        both_holding = asyncio.Barrier(2)
+
+        @bot.message_handler(func=lambda m: True)
+        async def handle(message: Any) -> None:
+            await both_holding.wait()
+            try:
+                async with sessions.edit(per_chat.key(3 - message.chat.id)) as other:
+                    other.n += 10
+            except SessionKeyError as e:
+                refused.append(str(e))
+            sessions.of(message).n += 1
+
+        await asyncio.wait_for(bot.process_new_updates([text_update("x", chat_id=1), text_update("x", chat_id=2)]), 10)
+
+    asyncio.run(main())
+    assert len(refused) == 1 and "would never end" in refused[0], refused
+    assert sorted(stored(storage, c)["n"] for c in (1, 2)) == [1, 11]
+
+
 def test_next_step_handlers_use_edit_with_the_same_guarantees() -> None:
     """A next-step handler (telebot runs it without middlewares) edits the session by its message, racing /count updates."""
     storage = MemoryStorage()
