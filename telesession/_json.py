@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-import threading
 from math import isfinite
 from typing import Any
 
@@ -11,7 +10,7 @@ import orjson
 
 from .errors import EncodeError
 
-__all__ = ["MAX_DEPTH", "dumps", "dumps_unchecked", "joined_path", "loads", "shown_path", "vouch"]
+__all__ = ["MAX_DEPTH", "dumps", "dumps_unchecked", "joined_path", "loads", "shown_path", "vouched"]
 
 # Refuse datetimes, dataclasses and subclasses of str/int/dict/list instead of silently turning
 # them into strings or plain types.
@@ -42,23 +41,22 @@ def dumps(value: Any, *, key: str | None = None) -> bytes:
     # orjson writes NaN and infinities as null: output without one holds none, and skips the
     # walk ("null" inside a string only costs a walk). find() rather than `in`, which first
     # tries its argument as an int: the discarded TypeError doubles the cost of a small session.
-    if out.find(b"null") >= 0 and value is not getattr(_vouched, "value", None) and not _all_finite(value):
+    if out.find(b"null") >= 0 and value is not vouched and not _all_finite(value):
         raise _refusal(value, key, None)
     return out
 
 
-_vouched = threading.local()
+vouched: Any = None
+"""An object already checked for NaN and infinity: ``dumps`` of that very object skips its look.
 
-
-def vouch(value: Any) -> None:
-    """Say that ``value`` holds no NaN or infinity (checked already), for the ``dumps`` of that very
-    object on this thread until the next ``vouch`` (``vouch(None)`` to end it).
-
-    The engine checks a record as it builds it (the codec refuses non-finite floats of a
-    dataclass session on its way through them); the storage's ``dumps`` then skips its walk,
-    which costs a cart session a few microseconds whenever it holds a None.
-    """
-    _vouched.value = value
+The engine checks a record as it builds it (the codec refuses non-finite floats of a dataclass
+session on its way through them), sets ``vouched`` to it around the storage's write and back to
+``None``; the storage's ``dumps`` then skips its walk, which costs a cart session a few
+microseconds whenever it holds a None. One for the process, a plain global (a thread-local cost
+more than the walk it saves for small sessions): another thread's record set in between only
+means one walk, and ``is`` never matches an object that was not vouched (the global keeps the
+vouched one alive, so its id can't be reused).
+"""
 
 
 def dumps_unchecked(value: Any, *, key: str | None = None) -> bytes:

@@ -182,7 +182,7 @@ class Format(Generic[S]):
         """The record to write for ``session``, or ``None`` when nothing changed. ``session`` must pass ``check``.
 
         The record holds no NaN or infinity (the codec refuses them in a dataclass session; a dict
-        session is looked through here), so a storage need not look again (``_json.vouch``).
+        session is looked through here), so a storage need not look again (``_json.vouched``).
         """
         if self._codec is None:
             data = session

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, NoReturn, TypeVar
 
-from ._json import vouch
+from . import _json
 from ._locks import FutureWaiter, Hold, KeyLocks, ThreadWaiter, table_for, waits_forever
 from ._record import LEFT_AS_IT_IS, Format, Loaded, Migration
 from .errors import CorruptRecordError, DecodeError, EncodeError, SessionError, SessionKeyError, StorageError
@@ -307,7 +307,7 @@ class SessionEngine(Generic[S]):
             self._release(hold, lease)
             raise
         try:
-            vouch(record)  # Format.record checked it: the storage's dumps need not look for NaN again
+            _json.vouched = record  # Format.record checked it: the storage's dumps need not look for NaN again
             if lease is None:
                 if record is None:
                     self.storage.delete(name)
@@ -324,7 +324,7 @@ class SessionEngine(Generic[S]):
                 self.format.explain(handle.key, record)
             _reraise(e, "save", name, self.storage)
         finally:
-            vouch(None)
+            _json.vouched = None
             hold.release()
         return record is not False
 

@@ -253,14 +253,17 @@ class SessionMiddleware(_Shell[S], BaseMiddleware):
     def _handle_for(self, obj: Any, key: str, frame: Any, replaying: _dispatch.Parked | None) -> Handle[S] | CancelUpdate:
         """``key`` held and loaded for the update running in ``frame``, or the CancelUpdate of parking it."""
         name = self.engine.prefix + key
-        got = replaying.granted.pop(self, None) if replaying is not None else None  # what parking got for it
-        if got is not None and (got.hold.key if isinstance(got, Handle) else got.key) != name:
-            # The key function gives another key this time: let the one it got go.
-            got.release() if isinstance(got, Hold) else self.engine.abandon(got)
-            got = None
-        if isinstance(got, Handle):
-            return got
-        hold = got or self.engine.try_hold(key, frame)
+        if replaying is None:  # the usual case: nothing was handed to this update while it was parked
+            hold = self.engine.locks.try_acquire(name, frame)
+        else:
+            got = replaying.granted.pop(self, None)  # what parking got for it
+            if got is not None and (got.hold.key if isinstance(got, Handle) else got.key) != name:
+                # The key function gives another key this time: let the one it got go.
+                got.release() if isinstance(got, Hold) else self.engine.abandon(got)
+                got = None
+            if isinstance(got, Handle):
+                return got
+            hold = got or self.engine.locks.try_acquire(name, frame)
         if hold is None:
             holder = self.engine.locks.holder(name)
             if holder is not None and (holder.owner is frame or (replaying is not None and holder.owner is replaying)):
