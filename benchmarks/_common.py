@@ -26,8 +26,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # run from a checkout, without installing the package
-    sys.path.insert(0, str(REPO))
+# The telesession measured: this checkout's (run without installing the package), or the one in
+# the directory BENCH_TELESESSION names (versus.py measures an earlier commit that way).
+_MEASURED = os.environ.get("BENCH_TELESESSION", str(REPO))
+if _MEASURED not in sys.path:
+    sys.path.insert(0, _MEASURED)
 
 import telebot  # noqa: E402
 from telebot import types  # noqa: E402
