@@ -36,7 +36,7 @@ setup(
             "aiohttp",  # AsyncTeleBot's tests
             "fastapi", "uvicorn",  # telebot's webhook listener
         ],
-        "typing": ["mypy>=1.10"],
+        "typing": ["mypy>=1.10", "filelock>=3.20.1"],  # filelock: mypy checks the Windows lock path against its types
     },
     classifiers=[
         "Development Status :: 4 - Beta",
