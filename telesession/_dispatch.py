@@ -46,7 +46,7 @@ import threading
 import time
 import weakref
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from telebot import TeleBot
 from telebot.handler_backends import BaseMiddleware, CancelUpdate, SkipHandler
@@ -54,8 +54,14 @@ from telebot.handler_backends import BaseMiddleware, CancelUpdate, SkipHandler
 from ._locks import Hold
 from .engine import Handle, SessionEngine
 
-if TYPE_CHECKING:
-    from .middleware import SessionMiddleware
+
+class SyncMiddleware(Protocol):
+    """What this module uses of a ``middleware.SessionMiddleware`` (a protocol: that module imports this one)."""
+
+    engine: SessionEngine[Any]
+    _handles: dict[int, Handle[Any]]  # id of an update's object -> the session it loaded for it
+
+    def _log_failure(self, key: str, error: Exception, doing: str) -> None: ...
 
 __all__ = ["DISPATCH_CODE", "WATCH_INTERVAL", "Parked", "dispatch_frame", "loaded", "park", "park_elsewhere", "watch"]
 
@@ -83,7 +89,7 @@ def dispatch_frame(caller: FrameType | None) -> FrameType | None:
 # object); the watcher looks there: a loaded session costs one dict entry, no bookkeeping beside.
 
 
-def watch(handle: Handle[Any], middleware: SessionMiddleware[Any], anchor: object, obj_id: int) -> None:
+def watch(handle: Handle[Any], middleware: SyncMiddleware, anchor: object, obj_id: int) -> None:
     """``handle`` was loaded by ``middleware`` for the update of object ``obj_id``, running in ``anchor``
     (telebot's dispatch frame, or a parked update's replay)."""
     handle.anchor, handle.tag = anchor, obj_id
@@ -92,12 +98,12 @@ def watch(handle: Handle[Any], middleware: SessionMiddleware[Any], anchor: objec
         _watcher.wake()
 
 
-def loaded() -> list[tuple[Handle[Any], SessionMiddleware[Any]]]:
+def loaded() -> list[tuple[Handle[Any], SyncMiddleware]]:
     """Every session loaded for a running (or parked) update, with its middleware."""
     return [(h, m) for m in list(_middlewares) for h in list(m._handles.values())]
 
 
-def end(handle: Handle[Any], middleware: SessionMiddleware[Any], why: str) -> None:
+def end(handle: Handle[Any], middleware: SyncMiddleware, why: str) -> None:
     """Release ``handle`` without saving: its update is over without its ``post_process``."""
     tag = handle.tag
     if isinstance(tag, int) and middleware._handles.get(tag) is handle:
@@ -116,7 +122,7 @@ def _reanchor(old: tuple[object, ...], new: Replay) -> None:
 
 
 # Every SessionMiddleware of this process (registered when made), for the watcher.
-_middlewares: weakref.WeakSet[SessionMiddleware[Any]] = weakref.WeakSet()
+_middlewares: weakref.WeakSet[SyncMiddleware] = weakref.WeakSet()
 
 
 # -- parking ---------------------------------------------------------------------------------------
@@ -137,7 +143,7 @@ class Parked:
 
     def __init__(self, obj_id: int) -> None:
         self.obj_id = obj_id
-        self.granted: dict[SessionMiddleware[Any], Hold | Handle[Any]] = {}
+        self.granted: dict[SyncMiddleware, Hold | Handle[Any]] = {}
         self.replay: Replay | None = None
         self.thread_id: int | None = None  # the replay's thread, once it runs
 
@@ -164,7 +170,7 @@ class Replay:
 
     __slots__ = ("parked", "obj", "bot", "handlers", "middlewares", "update_type", "state", "_mutex", "__weakref__")
 
-    def __init__(self, update: Parked, obj: Any, frame: FrameType, parker: SessionMiddleware[Any]) -> None:
+    def __init__(self, update: Parked, obj: Any, frame: FrameType, parker: SyncMiddleware) -> None:
         local = frame.f_locals
         self.parked, self.obj = update, obj
         self.bot: Any = local["self"]
@@ -236,7 +242,7 @@ class _Granted:
 
     __slots__ = ("update", "middleware")
 
-    def __init__(self, update: Parked, middleware: SessionMiddleware[Any]) -> None:
+    def __init__(self, update: Parked, middleware: SyncMiddleware) -> None:
         self.update, self.middleware = update, middleware
 
     def granted(self, hold: Hold) -> None:
@@ -246,7 +252,7 @@ class _Granted:
         replay.submit()
 
 
-def _parked(middleware: SessionMiddleware[Any], obj: Any, frame: FrameType) -> Parked:
+def _parked(middleware: SyncMiddleware, obj: Any, frame: FrameType) -> Parked:
     """The update of ``obj`` (in ``frame``) parks: its loaded sessions now end with its replay, not its frame."""
     update = parked.get(id(obj))
     if update is None:
@@ -258,7 +264,7 @@ def _parked(middleware: SessionMiddleware[Any], obj: Any, frame: FrameType) -> P
     return update
 
 
-def park(middleware: SessionMiddleware[Any], obj: Any, key: str, frame: FrameType) -> CancelUpdate:
+def park(middleware: SyncMiddleware, obj: Any, key: str, frame: FrameType) -> CancelUpdate:
     """Queue the update for ``key`` without a thread; it is replayed once the key is handed to it."""
     update = _parked(middleware, obj, frame)
     waiter = _Granted(update, middleware)
@@ -268,7 +274,7 @@ def park(middleware: SessionMiddleware[Any], obj: Any, key: str, frame: FrameTyp
     return CancelUpdate()
 
 
-def park_elsewhere(middleware: SessionMiddleware[Any], obj: Any, hold: Hold, frame: FrameType) -> CancelUpdate | None:
+def park_elsewhere(middleware: SyncMiddleware, obj: Any, hold: Hold, frame: FrameType) -> CancelUpdate | None:
     """Another process holds the key: wait for it on a thread of ours, not the worker; ``None`` when
     too many such waits run already (the caller then waits in place)."""
     if not _waiting_threads.acquire(blocking=False):
