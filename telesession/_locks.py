@@ -273,8 +273,8 @@ def waits_forever(table: KeyLocks, key: str, me: Hashable) -> list[Hold] | None:
     wait will end.
 
     Called by every waiter after it queued, one at a time: of two that close a circle, the later
-    sees it. A wait that ends is never refused: the circle is read twice, and only a circle that
-    is there both times counts (a hold that moves on between the reads breaks it).
+    sees it. Holds move on while the circle is read, so it is read twice and counts only when
+    both reads find it: a waiter granted its key between them (not stuck after all) breaks it.
     """
     with _cycle_mutex:
         first = _circle(table, key, me)
