@@ -15,7 +15,7 @@ setup(
     description="Persistent, typed, race-free sessions for pyTelegramBotAPI bots",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
-    license="MIT",
+    license_expression="MIT",  # an SPDX expression, which setuptools prefers to License :: classifiers
     license_files=["LICENSE"],
     packages=find_packages(include=["telesession", "telesession.*"]),
     package_data={"telesession": ["py.typed"]},
