@@ -40,6 +40,7 @@ BENCHMARKS: dict[str, Callable[[Context], None]] = {
     "versus": versus.run,
 }
 
+
 def targets(ctx: Context) -> list[list[object]]:
     """[target, figure, verdict] for every target whose benchmark ran."""
     r: dict[str, Any] = ctx.results

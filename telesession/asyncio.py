@@ -122,7 +122,7 @@ class AsyncSessionMiddleware(_Shell[S], BaseMiddleware):
 
     async def _load(self, obj: Any, key: str) -> Handle[S]:
         update = _update_of(obj)
-        hold = self.engine.try_hold(key, update) or await self.engine.ahold(key, update)
+        hold = await self.engine.ahold(key, update)
         handle = await self.engine.aload(hold)  # on any error (cancellation too) it releases the hold
         assert handle is not None
         update.handles[self] = handle

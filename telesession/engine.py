@@ -171,6 +171,9 @@ class SessionEngine(Generic[S]):
     def hold(self, key: str, owner: object) -> Hold:
         """``key``'s in-process hold, waiting (this thread) for it; refuses a wait that would never end."""
         name = self.prefix + key
+        hold = self.locks.try_acquire(name, owner)  # a free key (the usual case) without a waiter or the mutex
+        if hold is not None:
+            return hold
         waiter = ThreadWaiter()
         hold = self.locks.acquire(name, owner, waiter)
         if hold is None:
@@ -181,6 +184,9 @@ class SessionEngine(Generic[S]):
     async def ahold(self, key: str, owner: object) -> Hold:
         """``key``'s in-process hold, awaiting it (never blocking the loop); refuses a wait that would never end."""
         name = self.prefix + key
+        hold = self.locks.try_acquire(name, owner)
+        if hold is not None:
+            return hold
         waiter = FutureWaiter(asyncio.get_running_loop())
         hold = self.locks.acquire(name, owner, waiter)
         if hold is None:

@@ -319,8 +319,7 @@ class SessionMiddleware(_Shell[S], BaseMiddleware):
             raise SessionKeyError(f"this {type(obj).__name__} has no session: get_session_key gave no key for it")
         obj_id = id(obj)
         replaying = _dispatch.parked.get(obj_id)
-        hold = self.engine.try_hold(key, frame) or self.engine.hold(key, frame)  # here a handler waits: it can't be parked
-        handle = self.engine.load(hold)
+        handle = self.engine.load(self.engine.hold(key, frame))  # here a handler waits: it can't be parked
         assert handle is not None
         _dispatch.watch(handle, self, replaying.replay if replaying is not None else frame, obj_id)
         setattr(obj, self.attr, handle.session)
